@@ -1,0 +1,3 @@
+//! The subcommands of the `punchwire` binary.
+
+pub mod schedule;
