@@ -366,11 +366,33 @@ fn send_frame(side: &Side, frame: &[u8]) -> bool {
     r == frame.len() as isize
 }
 
-fn print_stats(dirs: &[(String, &Stats); 2]) {
-    for (name, s) in dirs {
+/// Frames the kernel dropped because the socket's receive queue was full
+/// (cumulative; PACKET_STATISTICS resets on read).
+fn socket_drops(side: &Side, total: &mut u64) -> u64 {
+    // SAFETY: tpacket_stats is plain data; we pass its size.
+    unsafe {
+        let mut st: libc::tpacket_stats = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        if libc::getsockopt(
+            side.fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut st as *mut libc::tpacket_stats as *mut libc::c_void,
+            &mut len,
+        ) == 0
+        {
+            *total += st.tp_drops as u64;
+        }
+    }
+    *total
+}
+
+fn print_stats(dirs: &[(String, &Stats, u64); 2]) {
+    for (name, s, rx_drops) in dirs {
         eprintln!(
             "wanem {name}: received {} sent {} lost_random {} lost_ge {} dropped_queue {} \
-             dropped_mtu {} dropped_ttl {} dropped_send {} duplicated {} reordered {}",
+             dropped_mtu {} dropped_ttl {} dropped_send {} duplicated {} reordered {} \
+             socket_rx_drops {rx_drops}",
             s.received,
             s.sent,
             s.lost_random,
@@ -460,6 +482,7 @@ fn run(args: Args) -> io::Result<()> {
         }
     }
     let mut buf = vec![0u8; 65536 + 64];
+    let mut rx_drops = [0u64; 2];
     let mut pfd = [
         libc::pollfd {
             fd: sides[0].fd,
@@ -474,9 +497,13 @@ fn run(args: Args) -> io::Result<()> {
     ];
     while !TERM.load(Ordering::Relaxed) {
         if DUMP.swap(false, Ordering::Relaxed) {
+            let (da, db) = (
+                socket_drops(&sides[0], &mut rx_drops[0]),
+                socket_drops(&sides[1], &mut rx_drops[1]),
+            );
             print_stats(&[
-                ("A->B".into(), &dirs[0].stats),
-                ("B->A".into(), &dirs[1].stats),
+                ("A->B".into(), &dirs[0].stats, da),
+                ("B->A".into(), &dirs[1].stats, db),
             ]);
         }
         let t = now();
@@ -544,9 +571,13 @@ fn run(args: Args) -> io::Result<()> {
             }
         }
     }
+    let (da, db) = (
+        socket_drops(&sides[0], &mut rx_drops[0]),
+        socket_drops(&sides[1], &mut rx_drops[1]),
+    );
     print_stats(&[
-        ("A->B".into(), &dirs[0].stats),
-        ("B->A".into(), &dirs[1].stats),
+        ("A->B".into(), &dirs[0].stats, da),
+        ("B->A".into(), &dirs[1].stats, db),
     ]);
     Ok(())
 }
