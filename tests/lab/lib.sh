@@ -184,7 +184,8 @@ lab_wanem_stats() {
 lab__save() {
 	[[ -n $LAB_STATE_FILE ]] || return 0
 	mkdir -p "$(dirname "$LAB_STATE_FILE")"
-	declare -p LAB_PREFIX LAB_DIR LAB_NAMESPACES LAB_WANEM_PID LAB_HOPS_A LAB_HOPS_B >"$LAB_STATE_FILE"
+	declare -p LAB_PREFIX LAB_DIR LAB_NAMESPACES LAB_WANEM_PID LAB_HOPS_A LAB_HOPS_B |
+		sed 's/^declare -[^ ]*/declare -g/' >"$LAB_STATE_FILE"
 }
 
 # Load a lab saved by tests/lab/up.
@@ -329,6 +330,27 @@ lab__site() {
 	esac
 }
 
+lab__start_wanem() {
+	local mac_a=$1 mac_b=$2 i rc=0
+	shift 2
+	ip netns exec "${LAB_PREFIX}isp" "$LAB_WANEM" --if-a a0 --mac-a "$mac_a" --if-b b0 --mac-b "$mac_b" \
+		"$@" >"$LAB_DIR/wanem.log" 2>&1 &
+	LAB_WANEM_PID=$!
+	lab__save
+	for ((i = 0; i < 50; i++)); do
+		grep -q 'wanem ready' "$LAB_DIR/wanem.log" && return 0
+		kill -0 "$LAB_WANEM_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q 'wanem ready' "$LAB_DIR/wanem.log" && return 0
+	kill "$LAB_WANEM_PID" 2>/dev/null || true
+	wait "$LAB_WANEM_PID" || rc=$?
+	lab_log "wanem exit status $rc; log:"
+	cat "$LAB_DIR/wanem.log" >&2
+	LAB_WANEM_PID=''
+	return 1
+}
+
 lab_up() {
 	(($# >= 2)) || lab_die "usage: lab_up PROFILE_A PROFILE_B [WANEM_OPTION...]"
 	local pa=$1 pb=$2
@@ -363,20 +385,12 @@ lab_up() {
 	nbr_b=$([[ $pb == cgnat* ]] && echo cB || echo rB)
 	mac_a=$(ip netns exec "$LAB_PREFIX$nbr_a" cat /sys/class/net/wan0/address)
 	mac_b=$(ip netns exec "$LAB_PREFIX$nbr_b" cat /sys/class/net/wan0/address)
-	ip netns exec "${LAB_PREFIX}isp" "$LAB_WANEM" --if-a a0 --mac-a "$mac_a" --if-b b0 --mac-b "$mac_b" \
-		"$@" >"$LAB_DIR/wanem.log" 2>&1 &
-	LAB_WANEM_PID=$!
-	lab__save
-	local i
-	for ((i = 0; i < 50; i++)); do
-		grep -q 'wanem ready' "$LAB_DIR/wanem.log" && break
-		kill -0 "$LAB_WANEM_PID" 2>/dev/null || break
-		sleep 0.1
+	local attempt
+	for attempt in 1 2; do
+		if lab__start_wanem "$mac_a" "$mac_b" "$@"; then break; fi
+		((attempt == 1)) || lab_die "wanem did not start"
+		lab_log "wanem did not start, retrying"
 	done
-	if ! grep -q 'wanem ready' "$LAB_DIR/wanem.log"; then
-		cat "$LAB_DIR/wanem.log" >&2
-		lab_die "wanem did not start"
-	fi
 	# Warm up ARP on both ISP links so the first test packet is not delayed.
 	lab_exec A ping -c1 -W2 "$LAB_ISP_A" >/dev/null 2>&1 || true
 	lab_exec B ping -c1 -W2 "$LAB_ISP_B" >/dev/null 2>&1 || true

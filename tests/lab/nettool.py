@@ -10,6 +10,9 @@
       --start-after seconds (optionally with IP TTL T for the first
       --low-ttl-for seconds), and print every datagram received. Prints
       'RESULT received from IP:PORT' or 'RESULT nothing'; exit 0 either way.
+  nettool.py pingstat FILE   summarise `ping -n` output: sent received loss_pct
+                             dups rtt_min rtt_avg rtt_max mean_burst inversions
+  nettool.py iperfstat FILE  summarise `iperf3 -J` output: goodput_mbit lost_pct
 """
 import argparse
 import errno
@@ -99,6 +102,49 @@ def punch(a):
     print("RESULT " + ("received from %s:%d" % got if got else "nothing"), flush=True)
 
 
+def pingstat(a):
+    import re
+    sent = None
+    seqs = []
+    rtts = []
+    for line in open(a.file):
+        m = re.search(r"(\d+) packets transmitted", line)
+        if m:
+            sent = int(m.group(1))
+        m = re.search(r"bytes from .*icmp_seq=(\d+).*time=([0-9.]+)", line)
+        if m:
+            seqs.append(int(m.group(1)))
+            rtts.append(float(m.group(2)))
+    uniq = sorted(set(seqs))
+    sent = sent or 0
+    got = len(uniq)
+    # Runs of consecutive missing sequence numbers (ping counts from 1).
+    missing = sorted(set(range(1, sent + 1)) - set(uniq))
+    runs = 0
+    prev = None
+    for q in missing:
+        if prev is None or q != prev + 1:
+            runs += 1
+        prev = q
+    inv = sum(1 for x, y in zip(seqs, seqs[1:]) if y < x)
+    print("sent=%d" % sent)
+    print("received=%d" % got)
+    print("loss_pct=%.2f" % (100.0 * (sent - got) / sent if sent else 100.0))
+    print("dups=%d" % (len(seqs) - got))
+    print("rtt_min=%.3f" % (min(rtts) if rtts else -1))
+    print("rtt_avg=%.3f" % (sum(rtts) / len(rtts) if rtts else -1))
+    print("rtt_max=%.3f" % (max(rtts) if rtts else -1))
+    print("mean_burst=%.2f" % (len(missing) / runs if runs else 0))
+    print("inversions=%d" % inv)
+
+
+def iperfstat(a):
+    import json
+    end = json.load(open(a.file))["end"]
+    print("goodput_mbit=%.1f" % (end["sum_received"]["bits_per_second"] / 1e6))
+    print("lost_pct=%.3f" % end.get("sum", {}).get("lost_percent", 0.0))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -123,8 +169,13 @@ def main():
     q.add_argument("--duration", type=float, default=4.0)
     q.add_argument("--low-ttl", type=int, default=0)
     q.add_argument("--low-ttl-for", type=float, default=0.0)
+    q = sub.add_parser("pingstat")
+    q.add_argument("file")
+    q = sub.add_parser("iperfstat")
+    q.add_argument("file")
     a = p.parse_args()
-    {"udp-send": udp_send, "tcp-probe": tcp_probe, "udp-probe": udp_probe, "punch": punch}[a.cmd](a)
+    {"udp-send": udp_send, "tcp-probe": tcp_probe, "udp-probe": udp_probe, "punch": punch,
+     "pingstat": pingstat, "iperfstat": iperfstat}[a.cmd](a)
     return 0
 
 
