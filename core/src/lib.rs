@@ -35,6 +35,7 @@ pub mod compress;
 pub mod digest;
 pub mod frame;
 pub mod net;
+pub mod punch;
 pub mod schedule;
 pub mod time;
 

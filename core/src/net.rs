@@ -29,7 +29,7 @@
 //!   deadline, then reads `CLOCK_MONOTONIC`. `tcp_bind_reuse` sets
 //!   SO_REUSEADDR + SO_REUSEPORT before `bind`; `tcp_connect` is a
 //!   non-blocking `connect` (EINPROGRESS is success); `tcp_status` reads
-//!   SO_ERROR once the socket reports writable; TTL is IP_TTL. A refused
+//!   the kernel's TCP state (TCP_INFO) and SO_ERROR; TTL is IP_TTL. A refused
 //!   punch is re-armed by connecting again from the same local port. Close
 //!   is `shutdown(SHUT_WR)` then `close` without linger-0, so it sends FIN,
 //!   never RST.
@@ -37,8 +37,8 @@
 //!   interface's `SocketSet`. `tcp_bind_reuse` reserves a socket for a local
 //!   port; `tcp_connect` is `tcp::Socket::connect(cx, remote, local_port)`,
 //!   which also performs simultaneous open; `tcp_status` maps the socket
-//!   state (SynSent → pending, Established → connected, Closed after a
-//!   connect → refused); TTL is `set_hop_limit`. `wait` runs
+//!   state (SynSent → pending, SynReceived → handshaking, Established →
+//!   connected, Closed after a connect → refused); TTL is `set_hop_limit`. `wait` runs
 //!   `Interface::poll(now)` and returns as soon as it reports a socket state
 //!   change, else sleeps until the earlier of the deadline and
 //!   `Interface::poll_at` (or a device interrupt), then polls again.
@@ -101,6 +101,9 @@ pub type NetResult<T> = Result<T, NetError>;
 pub enum ConnectStatus {
     /// SYN sent, no answer yet.
     Pending,
+    /// The peer's SYN arrived (SYN-RECEIVED): the handshake is finishing.
+    /// Leave the socket alone.
+    Handshaking,
     /// Established (by a SYN-ACK, or by a crossing SYN: simultaneous open).
     Connected,
     /// Failed; the socket may be re-armed with another `tcp_connect`.

@@ -1,0 +1,823 @@
+//! TCP hole punching by a shared clock: the sans-IO punch machine.
+//!
+//! Both sides spray SYNs between the same schedule ports (local port =
+//! remote port) so that they cross and open by TCP simultaneous open, then
+//! agree on one connection ([`election`]).
+//!
+//! ## What the machine does
+//! * Sprays from the moment it starts, over the union of the ports of every
+//!   candidate bucket for the skew bound, rolling over as time passes, until
+//!   a connection wins or the timeout passes.
+//! * Each *arm* of a port is a **prime** — a SYN with a small IP TTL that
+//!   opens this side's NAT mapping but expires before the peer's router, so
+//!   the peer's router never sees it and cannot answer it — followed one
+//!   spray interval later by a **fire**: a fresh SYN at the normal TTL.
+//!   A fired SYN is left to the stack (it retransmits it) until it fails;
+//!   only a primed SYN is ever replaced, and no SYN-ACK can be in flight for
+//!   it, so replacing it never provokes a reset.
+//! * A port whose connect failed (RST, refused, unreachable) is primed again
+//!   at once and fired at the next interval. The machine never asks for a
+//!   reset: losers are closed with FIN, and closing a socket that is still in
+//!   SYN-SENT sends nothing.
+//! * With [`Timing::Reference`] it behaves like `tcp_punch.py`: one bucket,
+//!   nothing until the rendezvous, connects every interval for five seconds,
+//!   no priming, and the first connection is kept.
+//!
+//! ## Call order (driver contract)
+//! 1. [`PunchMachine::new`] with the config, `now` and the unix time.
+//! 2. Loop:
+//!    * drain [`poll_action`](PunchMachine::poll_action) and carry out each
+//!      [`Action`], reporting failures of `Connect` at once with
+//!      [`handle_connect_error`](PunchMachine::handle_connect_error);
+//!    * for every port whose connect is in progress, report its status with
+//!      [`handle_status`](PunchMachine::handle_status);
+//!    * for every open port with [`read_len`](PunchMachine::read_len) > 0,
+//!      read at most that many bytes and pass them to
+//!      [`handle_data`](PunchMachine::handle_data), or report end of stream or
+//!      an error with [`handle_closed`](PunchMachine::handle_closed);
+//!    * stop when [`outcome`](PunchMachine::outcome) is `Some` (after draining
+//!      the actions once more: they close the losers);
+//!    * otherwise wait for socket readiness or
+//!      [`poll_timeout`](PunchMachine::poll_timeout), then call
+//!      [`handle_timeout`](PunchMachine::handle_timeout).
+//!
+//! Calling `handle_timeout` early or twice is harmless. No method panics on
+//! anything the peer sends.
+
+pub mod election;
+
+mod driver;
+
+pub use driver::{PunchDriverError, punch};
+pub use election::{Election, Part};
+
+use core::fmt;
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use heapless::{Deque, Vec};
+
+use crate::net::{ConnectStatus, NetError};
+use crate::schedule::{self, BucketPorts, MAX_CANDIDATES, NUM_PORTS, UnixTime};
+use crate::time::{self, Instant};
+use election::{CHOSEN, HELLO_LEN};
+
+/// Most ports sprayed at once (every port of every candidate bucket).
+pub const MAX_SLOTS: usize = MAX_CANDIDATES * NUM_PORTS;
+/// Most bytes of election traffic on one connection: hello + `$`.
+pub const MAX_ELECTION_BYTES: usize = HELLO_LEN + 1;
+/// Default spray interval.
+pub const DEFAULT_INTERVAL_MS: u64 = 50;
+/// Default give-up time: more than two windows, so any two starts within
+/// it meet.
+pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Default TTL of priming SYNs. See the README's lab measurements: it must
+/// cover this side's NAT layers (one, or two behind a carrier NAT) and expire
+/// before the peer's router.
+pub const DEFAULT_PRIME_TTL: u8 = 3;
+/// TTL of everything else.
+pub const DEFAULT_NORMAL_TTL: u8 = 64;
+/// How long `tcp_punch.py` sprays after its rendezvous.
+pub const REFERENCE_SPRAY_MS: u64 = 5_000;
+
+/// When and what to spray.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// punchwire: at once, every candidate bucket, until the timeout.
+    Continuous,
+    /// `tcp_punch.py`: one bucket, from its rendezvous, for five seconds.
+    Reference,
+}
+
+/// Options of one punch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PunchConfig {
+    /// The peer's public IPv4.
+    pub peer: Ipv4Addr,
+    /// Bound on the clock difference between the sides, in ms.
+    pub max_clock_error_ms: i64,
+    /// Spray interval in ms.
+    pub interval_ms: u64,
+    /// Give up after this many ms (Continuous timing).
+    pub timeout_ms: u64,
+    /// TTL of priming SYNs; 0 disables priming.
+    pub prime_ttl: u8,
+    /// TTL of fired SYNs and of the connection.
+    pub normal_ttl: u8,
+    /// How the winner is chosen.
+    pub election: Election,
+    /// Continuous or reference timing.
+    pub timing: Timing,
+}
+
+impl PunchConfig {
+    /// Defaults for punching `peer` with the nonce election.
+    pub fn new(peer: Ipv4Addr, nonce: u64) -> Self {
+        PunchConfig {
+            peer,
+            max_clock_error_ms: schedule::MAX_CLOCK_ERROR * 1000,
+            interval_ms: DEFAULT_INTERVAL_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            prime_ttl: DEFAULT_PRIME_TTL,
+            normal_ttl: DEFAULT_NORMAL_TTL,
+            election: Election::Nonce(nonce),
+            timing: Timing::Continuous,
+        }
+    }
+}
+
+/// Why a punch configuration is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The skew bound needs more than [`MAX_CANDIDATES`] buckets.
+    SkewBound,
+    /// The spray interval is zero.
+    Interval,
+    /// Both public addresses are equal: nobody would lead.
+    SameAddress,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::SkewBound => schedule::SkewError::OutOfRange.fmt(f),
+            ConfigError::Interval => f.write_str("the spray interval must be at least 1 ms"),
+            ConfigError::SameAddress => f.write_str(
+                "--public-ip equals the peer's address, so neither side would lead; leave it out to use the nonce election",
+            ),
+        }
+    }
+}
+
+/// Why a punch ended without a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PunchError {
+    /// No connection within the timeout (or the reference spray window).
+    Timeout,
+    /// Connections opened but the peer never completed the election.
+    ElectionTimeout,
+    /// Not one schedule port could be bound.
+    NoBindablePort,
+    /// The chosen connection closed before it could be used.
+    PeerClosed,
+}
+
+impl fmt::Display for PunchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PunchError::Timeout => "no connection before the timeout",
+            PunchError::ElectionTimeout => {
+                "connected, but the peer never chose a connection (is it punchwire with the same election? use --reference for tcp_punch.py)"
+            }
+            PunchError::NoBindablePort => "none of the schedule ports could be bound",
+            PunchError::PeerClosed => "the peer closed the connection during the election",
+        })
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Drop any socket on `port` (it is in SYN-SENT or closed, so dropping
+    /// sends nothing), open a fresh one bound to `port` with address reuse,
+    /// set IP TTL `ttl`, connect to `peer:port`, then set the TTL to
+    /// `then_ttl` so the retransmissions and the connection use it.
+    Connect {
+        /// Local and remote port.
+        port: u16,
+        /// TTL of the SYN this connect sends.
+        ttl: u8,
+        /// TTL for everything after it.
+        then_ttl: u8,
+    },
+    /// Write these bytes on the connection of `port`.
+    Send {
+        /// The port.
+        port: u16,
+        /// Bytes (a hello and/or `$`).
+        bytes: Vec<u8, MAX_ELECTION_BYTES>,
+    },
+    /// Close the socket of `port` gracefully (FIN; nothing if not connected).
+    Close {
+        /// The port.
+        port: u16,
+    },
+}
+
+/// Things worth telling the user, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A port could not be bound and is skipped.
+    PortSkipped {
+        /// The port.
+        port: u16,
+        /// Why.
+        error: NetError,
+    },
+    /// The candidate buckets changed.
+    Buckets {
+        /// Oldest candidate.
+        first: i64,
+        /// Newest candidate.
+        last: i64,
+    },
+    /// A connection opened.
+    Connected {
+        /// Its port.
+        port: u16,
+    },
+    /// A connect failed and will be re-armed (first failure per port only).
+    Refused {
+        /// Its port.
+        port: u16,
+        /// Why.
+        error: NetError,
+    },
+    /// This side's part in the election became known.
+    Elected(Part),
+}
+
+/// The connection that won.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Winner {
+    /// Local (and remote) port.
+    pub port: u16,
+    /// This side's part.
+    pub part: Part,
+}
+
+impl Winner {
+    /// The peer's address on the winning connection.
+    pub fn peer_addr(&self, peer: Ipv4Addr) -> SocketAddrV4 {
+        SocketAddrV4::new(peer, self.port)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not armed yet, or failed: arm (prime) at `at`.
+    Idle { at: Instant },
+    /// A priming SYN is out; fire at `at` unless something happens first.
+    Primed { at: Instant },
+    /// A normal SYN is out; the stack retransmits it.
+    Fired,
+    /// The peer's SYN arrived; the handshake is finishing.
+    Handshaking,
+    /// Established; election traffic.
+    Open,
+    /// Could not be bound; never armed again.
+    Skipped,
+    /// Finished with (closed by us or by the peer); never armed again.
+    Done,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    port: u16,
+    phase: Phase,
+    /// Newest bucket in which this port is a candidate.
+    bucket: i64,
+    /// Election bytes read so far.
+    rx: Vec<u8, MAX_ELECTION_BYTES>,
+    /// Whether a failure was reported already (to keep logs short).
+    refused_once: bool,
+}
+
+/// The punch state machine. See the module docs for the call order.
+pub struct PunchMachine {
+    config: PunchConfig,
+    start: Instant,
+    unix_start: UnixTime,
+    /// First moment to spray and the deadline, on the monotonic clock.
+    spray_from: Instant,
+    deadline: Instant,
+    slots: Vec<Slot, MAX_SLOTS>,
+    actions: Deque<Action, { 2 * MAX_SLOTS + 8 }>,
+    events: Deque<Event, 32>,
+    part: Option<Part>,
+    /// A connection reached `Open` (for the error on timeout).
+    ever_open: bool,
+    outcome: Option<Result<Winner, PunchError>>,
+    buckets: Option<(i64, i64)>,
+    /// Reference timing: the one bucket.
+    fixed_bucket: Option<i64>,
+    next_tick: Instant,
+}
+
+impl PunchMachine {
+    /// A machine started at monotonic `now`, when this side's clock says
+    /// `unix_now` (already offset by any `--clock-offset`).
+    pub fn new(config: PunchConfig, now: Instant, unix_now: UnixTime) -> Result<Self, ConfigError> {
+        schedule::candidate_buckets(unix_now, config.max_clock_error_ms)
+            .map_err(|_| ConfigError::SkewBound)?;
+        if config.interval_ms == 0 {
+            return Err(ConfigError::Interval);
+        }
+        if let Election::PublicIp { mine, peer } = config.election {
+            if mine == peer {
+                return Err(ConfigError::SameAddress);
+            }
+        }
+        let (spray_from, deadline, fixed_bucket) = match config.timing {
+            Timing::Continuous => (now, time::add_millis(now, config.timeout_ms), None),
+            Timing::Reference => {
+                let r = schedule::reference_start(unix_now);
+                let wait = (r.rendezvous * 1000 - unix_now.as_millis()).max(0) as u64;
+                let from = time::add_millis(now, wait);
+                (
+                    from,
+                    time::add_millis(from, REFERENCE_SPRAY_MS),
+                    Some(r.bucket),
+                )
+            }
+        };
+        let mut m = PunchMachine {
+            config,
+            start: now,
+            unix_start: unix_now,
+            spray_from,
+            deadline,
+            slots: Vec::new(),
+            actions: Deque::new(),
+            events: Deque::new(),
+            part: config.election.part_up_front(),
+            ever_open: false,
+            outcome: None,
+            buckets: None,
+            fixed_bucket,
+            next_tick: spray_from,
+        };
+        if let Some(part) = m.part {
+            m.event(Event::Elected(part));
+        }
+        m.handle_timeout(now);
+        Ok(m)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PunchConfig {
+        &self.config
+    }
+
+    /// This side's unix time at monotonic `now`.
+    pub fn unix_time(&self, now: Instant) -> UnixTime {
+        let elapsed_ms = time::micros_between(self.start, now) / 1000;
+        self.unix_start.offset_millis(elapsed_ms as i64)
+    }
+
+    /// When spraying starts (later than `new`'s `now` only in reference
+    /// timing).
+    pub fn spray_from(&self) -> Instant {
+        self.spray_from
+    }
+
+    /// The result, once there is one.
+    pub fn outcome(&self) -> Option<Result<Winner, PunchError>> {
+        self.outcome
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next thing to tell the user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the machine next needs [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        let mut t = Some(self.deadline);
+        t = time::earliest(t, Some(self.next_tick));
+        for s in &self.slots {
+            if let Phase::Idle { at } | Phase::Primed { at } = s.phase {
+                t = time::earliest(t, Some(at));
+            }
+        }
+        t
+    }
+
+    /// Ports whose connect is in progress: report their status.
+    pub fn connecting_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.phase,
+                    Phase::Primed { .. } | Phase::Fired | Phase::Handshaking
+                )
+            })
+            .map(|s| s.port)
+    }
+
+    /// Ports with an open connection.
+    pub fn open_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.phase == Phase::Open)
+            .map(|s| s.port)
+    }
+
+    /// How many bytes of election traffic to read now from `port` (0: do
+    /// not read). Reading no more than this leaves the application's bytes
+    /// in the socket for whoever uses the winner.
+    pub fn read_len(&self, port: u16) -> usize {
+        if self.outcome.is_some() {
+            return 0;
+        }
+        let Some(slot) = self.slot(port) else {
+            return 0;
+        };
+        if slot.phase != Phase::Open {
+            return 0;
+        }
+        let want = match self.config.election {
+            Election::Nonce(_) => match self.part {
+                Some(Part::Follower) => HELLO_LEN + 1,
+                _ => HELLO_LEN,
+            },
+            Election::PublicIp { .. } => match self.part {
+                Some(Part::Follower) => 1,
+                _ => 0,
+            },
+            Election::FirstConnected => 0,
+        };
+        want.saturating_sub(slot.rx.len())
+    }
+
+    fn slot(&self, port: u16) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.port == port)
+    }
+
+    fn slot_index(&self, port: u16) -> Option<usize> {
+        self.slots.iter().position(|s| s.port == port)
+    }
+
+    fn event(&mut self, e: Event) {
+        // Events are advisory; when nobody drains them the oldest go.
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    fn act(&mut self, a: Action) {
+        // The queue holds two actions per slot plus a few; every path that
+        // pushes is bounded by that, so a full queue means a driver that
+        // does not drain it: the oldest action is the one to lose.
+        if self.actions.is_full() {
+            self.actions.pop_front();
+        }
+        let _ = self.actions.push_back(a);
+    }
+
+    fn primes(&self) -> bool {
+        self.config.prime_ttl > 0 && self.config.timing == Timing::Continuous
+    }
+
+    /// Arm a port now: prime (or fire at once when priming is off).
+    fn arm(&mut self, i: usize, now: Instant) {
+        let port = self.slots[i].port;
+        let normal = self.config.normal_ttl;
+        if self.primes() {
+            let at = time::add_millis(now, self.config.interval_ms);
+            self.slots[i].phase = Phase::Primed { at };
+            self.act(Action::Connect {
+                port,
+                ttl: self.config.prime_ttl,
+                then_ttl: normal,
+            });
+        } else {
+            self.slots[i].phase = Phase::Fired;
+            self.act(Action::Connect {
+                port,
+                ttl: normal,
+                then_ttl: normal,
+            });
+        }
+    }
+
+    /// Advances timers: rolls buckets, arms idle ports, fires primed ones,
+    /// ends the punch at the deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if time::micros(now) >= time::micros(self.deadline) {
+            let err = if self.ever_open {
+                PunchError::ElectionTimeout
+            } else {
+                PunchError::Timeout
+            };
+            self.finish(Err(err));
+            return;
+        }
+        if time::micros(now) < time::micros(self.spray_from) {
+            return;
+        }
+        if time::micros(now) >= time::micros(self.next_tick) {
+            self.roll_buckets(now);
+            self.next_tick = time::add_millis(now, self.config.interval_ms);
+            // Reference timing re-arms every failed port each interval.
+            if self.config.timing == Timing::Reference {
+                for s in self.slots.iter_mut() {
+                    if let Phase::Idle { at } = &mut s.phase {
+                        *at = now;
+                    }
+                }
+            }
+        }
+        for i in 0..self.slots.len() {
+            match self.slots[i].phase {
+                Phase::Idle { at } if time::micros(now) >= time::micros(at) => self.arm(i, now),
+                Phase::Primed { at } if time::micros(now) >= time::micros(at) => {
+                    let port = self.slots[i].port;
+                    let ttl = self.config.normal_ttl;
+                    self.slots[i].phase = Phase::Fired;
+                    self.act(Action::Connect {
+                        port,
+                        ttl,
+                        then_ttl: ttl,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if !self.slots.is_empty() && self.slots.iter().all(|s| s.phase == Phase::Skipped) {
+            self.finish(Err(PunchError::NoBindablePort));
+        }
+    }
+
+    /// Recomputes the candidate ports for this side's unix time at `now`.
+    fn roll_buckets(&mut self, now: Instant) {
+        let (first, last) = match self.fixed_bucket {
+            Some(b) => (b, b),
+            None => {
+                let t = self.unix_time(now);
+                match schedule::candidate_buckets(t, self.config.max_clock_error_ms) {
+                    Ok(r) => (*r.start(), *r.end()),
+                    // Validated in new(); keep the current set if it ever fails.
+                    Err(_) => return,
+                }
+            }
+        };
+        if self.buckets == Some((first, last)) {
+            return;
+        }
+        self.buckets = Some((first, last));
+        self.event(Event::Buckets { first, last });
+        // Ports of buckets that fell out of the window stop being sprayed;
+        // open connections stay.
+        let mut i = 0;
+        while i < self.slots.len() {
+            let s = &self.slots[i];
+            let stale = s.bucket < first;
+            let keep = matches!(s.phase, Phase::Open | Phase::Handshaking);
+            if stale && !keep {
+                let port = s.port;
+                let was_live =
+                    !matches!(s.phase, Phase::Skipped | Phase::Done | Phase::Idle { .. });
+                self.slots.swap_remove(i);
+                if was_live {
+                    self.act(Action::Close { port });
+                }
+            } else {
+                i += 1;
+            }
+        }
+        for b in first..=last {
+            let ports = BucketPorts::new(b).ports;
+            for &port in ports.as_slice() {
+                if let Some(i) = self.slot_index(port) {
+                    let s = &mut self.slots[i];
+                    s.bucket = s.bucket.max(b);
+                } else {
+                    let slot = Slot {
+                        port,
+                        phase: Phase::Idle { at: now },
+                        bucket: b,
+                        rx: Vec::new(),
+                        refused_once: false,
+                    };
+                    // Capacity is every port of MAX_CANDIDATES buckets, and the
+                    // range never exceeds that many buckets.
+                    let _ = self.slots.push(slot);
+                }
+            }
+        }
+    }
+
+    /// A `Connect` action failed outright (bind or connect error).
+    pub fn handle_connect_error(&mut self, port: u16, error: NetError, now: Instant) {
+        let Some(i) = self.slot_index(port) else {
+            return;
+        };
+        if self.outcome.is_some() {
+            return;
+        }
+        if error == NetError::AddrInUse {
+            self.slots[i].phase = Phase::Skipped;
+            self.event(Event::PortSkipped { port, error });
+            self.handle_timeout(now);
+        } else {
+            self.failed(i, error, now);
+        }
+    }
+
+    fn failed(&mut self, i: usize, error: NetError, now: Instant) {
+        let port = self.slots[i].port;
+        if !self.slots[i].refused_once {
+            self.slots[i].refused_once = true;
+            self.event(Event::Refused { port, error });
+        }
+        match self.config.timing {
+            // Prime again at once (the TTL keeps it off the peer's router);
+            // the fire waits for the next interval.
+            Timing::Continuous => self.arm(i, now),
+            // tcp_punch.py reconnects on its next pass.
+            Timing::Reference => self.slots[i].phase = Phase::Idle { at: self.next_tick },
+        }
+    }
+
+    /// The status of a port whose connect is in progress.
+    pub fn handle_status(&mut self, port: u16, status: ConnectStatus, now: Instant) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let Some(i) = self.slot_index(port) else {
+            return;
+        };
+        if !matches!(
+            self.slots[i].phase,
+            Phase::Primed { .. } | Phase::Fired | Phase::Handshaking
+        ) {
+            return;
+        }
+        match status {
+            ConnectStatus::Pending => {}
+            ConnectStatus::Handshaking => self.slots[i].phase = Phase::Handshaking,
+            ConnectStatus::Failed(e) => self.failed(i, e, now),
+            ConnectStatus::Connected => self.opened(i),
+        }
+    }
+
+    fn opened(&mut self, i: usize) {
+        let port = self.slots[i].port;
+        self.slots[i].phase = Phase::Open;
+        self.ever_open = true;
+        self.event(Event::Connected { port });
+        if let Some(hello) = self.config.election.hello() {
+            let mut bytes = Vec::new();
+            let _ = bytes.extend_from_slice(&hello);
+            self.act(Action::Send { port, bytes });
+        }
+        match self.part {
+            Some(Part::First) => self.win(port, Part::First),
+            Some(Part::Leader) if matches!(self.config.election, Election::PublicIp { .. }) => {
+                let mut bytes = Vec::new();
+                let _ = bytes.push(CHOSEN);
+                self.act(Action::Send { port, bytes });
+                self.win(port, Part::Leader);
+            }
+            _ => {}
+        }
+    }
+
+    /// Bytes read from an open port (at most [`read_len`](Self::read_len)).
+    pub fn handle_data(&mut self, port: u16, bytes: &[u8]) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let Some(i) = self.slot_index(port) else {
+            return;
+        };
+        if self.slots[i].phase != Phase::Open {
+            return;
+        }
+        for &b in bytes {
+            if self.slots[i].rx.push(b).is_err() {
+                break;
+            }
+        }
+        self.progress(i);
+    }
+
+    /// Evaluates the election bytes of slot `i`.
+    fn progress(&mut self, i: usize) {
+        let port = self.slots[i].port;
+        match self.config.election {
+            Election::Nonce(mine) => {
+                if self.slots[i].rx.len() < HELLO_LEN {
+                    return;
+                }
+                let Some(theirs) = election::parse_hello(&self.slots[i].rx[..HELLO_LEN]) else {
+                    // Not a punchwire peer on this port: drop it.
+                    self.close_slot(i);
+                    return;
+                };
+                let part = election::part_from_nonces(mine, theirs);
+                if self.part.is_none() {
+                    self.part = Some(part);
+                    self.event(Event::Elected(part));
+                }
+                match self.part {
+                    Some(Part::SelfConnected) => self.win(port, Part::SelfConnected),
+                    Some(Part::Leader) => {
+                        let mut bytes = Vec::new();
+                        let _ = bytes.push(CHOSEN);
+                        self.act(Action::Send { port, bytes });
+                        self.win(port, Part::Leader);
+                    }
+                    Some(Part::Follower) => self.follower_check(i, HELLO_LEN),
+                    _ => {}
+                }
+            }
+            Election::PublicIp { .. } => {
+                if self.part == Some(Part::Follower) {
+                    self.follower_check(i, 0);
+                }
+            }
+            Election::FirstConnected => {}
+        }
+    }
+
+    fn follower_check(&mut self, i: usize, at: usize) {
+        match self.slots[i].rx.get(at) {
+            None => {}
+            Some(&CHOSEN) => {
+                let port = self.slots[i].port;
+                self.win(port, Part::Follower);
+            }
+            // Anything but `$` after the hello: not our protocol; drop it.
+            Some(_) => self.close_slot(i),
+        }
+    }
+
+    /// An open port reached end of stream or failed.
+    pub fn handle_closed(&mut self, port: u16, now: Instant) {
+        // `now` re-arms a port that failed before it opened.
+        if self.outcome.is_some() {
+            return;
+        }
+        let Some(i) = self.slot_index(port) else {
+            return;
+        };
+        match self.slots[i].phase {
+            // The leader closes the connections it did not choose; the spray
+            // and the wait for its choice go on.
+            Phase::Open => self.close_slot(i),
+            Phase::Primed { .. } | Phase::Fired | Phase::Handshaking => {
+                self.failed(i, NetError::Reset, now)
+            }
+            _ => {}
+        }
+    }
+
+    fn close_slot(&mut self, i: usize) {
+        let port = self.slots[i].port;
+        self.slots[i].phase = Phase::Done;
+        self.act(Action::Close { port });
+    }
+
+    fn win(&mut self, port: u16, part: Part) {
+        for j in 0..self.slots.len() {
+            let s = &self.slots[j];
+            if s.port == port {
+                continue;
+            }
+            let live = matches!(
+                s.phase,
+                Phase::Primed { .. } | Phase::Fired | Phase::Handshaking | Phase::Open
+            );
+            if live {
+                self.close_slot(j);
+            } else if matches!(s.phase, Phase::Idle { .. }) {
+                self.slots[j].phase = Phase::Done;
+            }
+        }
+        self.finish(Ok(Winner { port, part }));
+    }
+
+    fn finish(&mut self, outcome: Result<Winner, PunchError>) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if outcome.is_err() {
+            for j in 0..self.slots.len() {
+                if !matches!(
+                    self.slots[j].phase,
+                    Phase::Skipped | Phase::Done | Phase::Idle { .. }
+                ) {
+                    self.close_slot(j);
+                }
+            }
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests;
