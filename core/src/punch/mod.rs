@@ -312,10 +312,10 @@ impl PunchMachine {
         if config.interval_ms == 0 {
             return Err(ConfigError::Interval);
         }
-        if let Election::PublicIp { mine, peer } = config.election {
-            if mine == peer {
-                return Err(ConfigError::SameAddress);
-            }
+        if let Election::PublicIp { mine, peer } = config.election
+            && mine == peer
+        {
+            return Err(ConfigError::SameAddress);
         }
         let (spray_from, deadline, fixed_bucket) = match config.timing {
             Timing::Continuous => (now, time::add_millis(now, config.timeout_ms), None),

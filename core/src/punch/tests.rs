@@ -188,7 +188,7 @@ fn never_asks_for_anything_but_connect_and_close_while_spraying() {
         let now = at_millis(step * 25);
         m.handle_timeout(now);
         for (i, p) in ports.iter().enumerate() {
-            if (step as usize + i) % 3 == 0 {
+            if (step as usize + i).is_multiple_of(3) {
                 m.handle_status(*p, ConnectStatus::Failed(NetError::Refused), now);
             }
         }
@@ -271,10 +271,10 @@ fn bad_config_is_refused() {
 fn sent(actions: &[Action], port: u16) -> StdVec<u8> {
     let mut out = StdVec::new();
     for a in actions {
-        if let Action::Send { port: p, bytes } = a {
-            if *p == port {
-                out.extend_from_slice(bytes);
-            }
+        if let Action::Send { port: p, bytes } = a
+            && *p == port
+        {
+            out.extend_from_slice(bytes);
         }
     }
     out
