@@ -2,6 +2,7 @@
 # Self-check: the path works, and the hop counts are what LAB_HOPS_* say
 # (TTL = hops+1 expires at the ISP, before the remote router; hops+2 reaches it).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 ping_ttl() { # NODE TTL DST -> prints ping output

@@ -2,6 +2,7 @@
 # Self-check: each router profile behaves as named (port preservation or
 # randomisation seen in conntrack; RST / ICMP vs silence for unsolicited inbound).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 NT=$LAB_ROOT/nettool.py
 PORTS=(40001 40002 40003)

@@ -5,6 +5,7 @@
 # that breaks port preservation for host B; it succeeds through openwrt, and
 # through naked too when A's first packets carry a low TTL (expire at the ISP).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 NT=$LAB_ROOT/nettool.py
 P=40000

@@ -4,6 +4,7 @@
 # (delay, jitter, loss, Gilbert-Elliott burst loss, duplication, reordering,
 # MTU, rate limit). Tolerances are wide on purpose: no flaky assertions.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 NT=$LAB_ROOT/nettool.py
 

@@ -3,6 +3,7 @@
 # Self-check: wanem sustains >= 200 Mbit/s of 1400-byte packets with no
 # impairment (UDP, 1372-byte payload = 1400-byte IP packets), and TCP goodput.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 NT=$LAB_ROOT/nettool.py
 
