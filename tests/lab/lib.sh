@@ -46,7 +46,8 @@
 #                           mappings and expires at the ISP, before the remote site.
 #   LAB_PUNCHWIRE           path of the punchwire binary (target/release/punchwire)
 #   LAB_PY                  python3 to use; "$LAB_ROOT/nettool.py" is a small probe helper
-#   LAB_DIR                 scratch directory of this lab (logs)
+#   LAB_DIR                 scratch directory of this lab (logs); if unset before lab_up, a
+#                           /tmp directory is made and removed by lab_down (LAB_KEEP_LOGS=1 keeps it)
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_REPO=$(cd "$LAB_ROOT/../.." && pwd)
@@ -360,6 +361,7 @@ lab_up() {
 	LAB_PREFIX=pw$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')-
 	if [[ -z $LAB_DIR ]]; then
 		LAB_DIR=$(mktemp -d "/tmp/${LAB_PREFIX}XXXX")
+		LAB__OWN_DIR=1
 	fi
 	mkdir -p "$LAB_DIR"
 	: >"$LAB_DIR/pids"
@@ -427,6 +429,11 @@ lab_down() {
 		ip netns del "$ns" 2>/dev/null || true
 	done
 	lab_log "lab_down ${LAB_PREFIX}*"
+	# A scratch dir lab_up made itself goes too, unless LAB_KEEP_LOGS=1.
+	if [[ ${LAB__OWN_DIR:-0} == 1 && ${LAB_KEEP_LOGS:-0} != 1 ]]; then
+		rm -rf "$LAB_DIR"
+		LAB_DIR='' LAB__OWN_DIR=0
+	fi
 	LAB_PREFIX='' LAB_NAMESPACES='' LAB_WANEM_PID=''
 	if [[ -n $LAB_STATE_FILE ]]; then rm -f "$LAB_STATE_FILE"; fi
 }
