@@ -18,6 +18,7 @@ const HELP: &str = concat!(
 Usage: punchwire [-v | -q] <COMMAND> [ARGS...]
 
 Commands:
+  tcp         punch a TCP connection to a peer, then netcat or relay a port
   schedule    print the shared-clock port schedule (bucket, ports, candidates)
 
 Options:
@@ -29,6 +30,7 @@ Options:
 Exit codes:
   0  success
   2  bad command-line arguments
+  (each command documents its own others: `punchwire tcp --help`)
 "
 );
 
@@ -61,6 +63,7 @@ fn run() -> Result<u8, UsageError> {
                 let command = args::text("command", command)?;
                 return match command.as_str() {
                     "schedule" => cmd::schedule::run(parser),
+                    "tcp" => cmd::tcp::run(parser),
                     other => Err(args::usage(format!(
                         "unknown command {other:?} (try `punchwire --help`)"
                     ))),

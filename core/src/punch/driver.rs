@@ -3,12 +3,12 @@
 //! smoltcp), so both platforms share every decision.
 
 use core::fmt;
-use core::net::SocketAddrV4;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use heapless::Vec;
 
 use super::{Action, Event, MAX_ELECTION_BYTES, MAX_SLOTS, PunchError, PunchMachine, Winner};
-use crate::net::{NetError, Tcp, Wait};
+use crate::net::{ConnectStatus, NetError, Tcp, Wait};
 use crate::time::Instant;
 
 /// Why [`punch`] returned without a connection.
@@ -29,28 +29,40 @@ impl fmt::Display for PunchDriverError {
     }
 }
 
+/// Handles by port. The machine never has more than MAX_SLOTS ports and
+/// `take` runs before every `put` of the same port, so pushes never fail.
 struct Table<S> {
-    sockets: Vec<(u16, S), MAX_SLOTS>,
+    entries: Vec<(u16, S), MAX_SLOTS>,
 }
 
 impl<S: Copy> Table<S> {
+    fn new() -> Self {
+        Table {
+            entries: Vec::new(),
+        }
+    }
+
     fn get(&self, port: u16) -> Option<S> {
-        self.sockets
+        self.entries
             .iter()
             .find(|(p, _)| *p == port)
             .map(|(_, s)| *s)
     }
 
     fn take(&mut self, port: u16) -> Option<S> {
-        let i = self.sockets.iter().position(|(p, _)| *p == port)?;
-        Some(self.sockets.swap_remove(i).1)
+        let i = self.entries.iter().position(|(p, _)| *p == port)?;
+        Some(self.entries.swap_remove(i).1)
     }
 
     fn put(&mut self, port: u16, socket: S) {
-        // The machine never has more than MAX_SLOTS ports, and `take` runs
-        // before every `put` of the same port.
-        let _ = self.sockets.push((port, socket));
+        let _ = self.entries.push((port, socket));
     }
+}
+
+/// The driver's sockets: per sprayed port one connection (connecting or
+/// open), with the attempt it belongs to.
+struct Sockets<N: Tcp> {
+    conns: Table<(N::TcpSocket, u32)>,
 }
 
 /// Runs `machine` to its outcome over `net` and returns the winning
@@ -62,46 +74,28 @@ pub fn punch<N: Tcp + Wait>(
     mut on_event: impl FnMut(Event, Instant),
 ) -> Result<(N::TcpSocket, Winner), PunchDriverError> {
     let peer = machine.config().peer;
-    let mut table: Table<N::TcpSocket> = Table {
-        sockets: Vec::new(),
+    let mut sockets: Sockets<N> = Sockets {
+        conns: Table::new(),
     };
     let mut now = net.now();
-    machine.handle_timeout(now);
     loop {
         let mut progressed = false;
-        while let Some(action) = machine.poll_action() {
-            progressed = true;
-            carry_out(net, machine, &mut table, action, peer, now);
-        }
-        while let Some(e) = machine.poll_event() {
-            on_event(e, now);
-        }
-        if let Some(outcome) = machine.outcome() {
-            let result = match outcome {
-                Ok(w) => match table.take(w.port) {
-                    Some(s) => Ok((s, w)),
-                    None => Err(PunchDriverError::Punch(PunchError::PeerClosed)),
-                },
-                Err(e) => Err(PunchDriverError::Punch(e)),
-            };
-            // Whatever is left (ports the machine stopped tracking) goes too.
-            while let Some((_, s)) = table.sockets.pop() {
-                net.tcp_close(s);
-            }
-            return result;
-        }
-
+        // Sockets first, timers second: a socket that progressed since the
+        // last look (the peer's SYN crossed ours) must be seen before a
+        // timer replaces it with a new connect.
         let connecting: Vec<u16, MAX_SLOTS> = machine.connecting_ports().collect();
         for port in connecting {
-            if let Some(s) = table.get(port) {
+            if let Some((s, attempt)) = sockets.conns.get(port) {
                 let status = net.tcp_status(s);
-                machine.handle_status(port, status, now);
+                machine.handle_status(port, attempt, status, now);
             }
         }
         let open: Vec<u16, MAX_SLOTS> = machine.open_ports().collect();
         for port in open {
             let want = machine.read_len(port);
-            let Some(s) = table.get(port) else { continue };
+            let Some((s, _)) = sockets.conns.get(port) else {
+                continue;
+            };
             if want == 0 {
                 continue;
             }
@@ -116,58 +110,101 @@ pub fn punch<N: Tcp + Wait>(
                 Err(_) => machine.handle_closed(port, now),
             }
         }
-        if progressed || machine.outcome().is_some() {
+        machine.handle_timeout(now);
+        while let Some(action) = machine.poll_action() {
+            progressed = true;
+            carry_out(net, machine, &mut sockets, action, peer, now);
+        }
+        while let Some(e) = machine.poll_event() {
+            on_event(e, now);
+        }
+        if let Some(outcome) = machine.outcome() {
+            let result = match outcome {
+                Ok(w) => match sockets.conns.take(w.port) {
+                    Some((s, _)) => Ok((s, w)),
+                    None => Err(PunchDriverError::Punch(PunchError::PeerClosed)),
+                },
+                Err(e) => Err(PunchDriverError::Punch(e)),
+            };
+            // Whatever is left (ports the machine stopped tracking) goes too.
+            while let Some((_, (s, _))) = sockets.conns.entries.pop() {
+                net.tcp_close(s);
+            }
+            return result;
+        }
+
+        if progressed {
             continue;
         }
         now = net
             .wait(machine.poll_timeout())
             .map_err(PunchDriverError::Wait)?;
-        machine.handle_timeout(now);
     }
 }
 
 fn carry_out<N: Tcp>(
     net: &mut N,
     machine: &mut PunchMachine,
-    table: &mut Table<N::TcpSocket>,
+    sockets: &mut Sockets<N>,
     action: Action,
-    peer: core::net::Ipv4Addr,
+    peer: Ipv4Addr,
     now: Instant,
 ) {
     match action {
         Action::Connect {
             port,
+            attempt,
+            prime_ttl,
             ttl,
-            then_ttl,
         } => {
-            // The old socket is in SYN-SENT or closed: dropping it is silent.
-            if let Some(old) = table.take(port) {
-                net.tcp_close(old);
+            if !machine.is_current(port, attempt) {
+                return;
+            }
+            if let Some((old, _)) = sockets.conns.take(port) {
+                match net.tcp_status(old) {
+                    // The peer's SYN reached the old socket after the last
+                    // look: never replace a socket that made progress, adopt
+                    // it as this attempt instead.
+                    status @ (ConnectStatus::Handshaking | ConnectStatus::Connected) => {
+                        sockets.conns.put(port, (old, attempt));
+                        machine.handle_status(port, attempt, status, now);
+                        return;
+                    }
+                    // In SYN-SENT or dead: dropping it sends nothing.
+                    _ => net.tcp_close(old),
+                }
+            }
+            let to = SocketAddrV4::new(peer, port);
+            if prime_ttl > 0 {
+                // The prime's socket dies of the ICMP its TTL provokes;
+                // drop it at once (in SYN-SENT: silently). A prime that
+                // cannot be sent still leaves the fire to try.
+                if let Ok(p) = net.tcp_bind_reuse(port) {
+                    let _ = net
+                        .tcp_set_ttl(p, prime_ttl)
+                        .and_then(|()| net.tcp_connect(p, to));
+                    net.tcp_close(p);
+                }
             }
             let s = match net.tcp_bind_reuse(port) {
                 Ok(s) => s,
                 Err(e) => {
-                    machine.handle_connect_error(port, e, now);
+                    machine.handle_bind_error(port, attempt, e, now);
                     return;
                 }
             };
-            table.put(port, s);
+            sockets.conns.put(port, (s, attempt));
             let started = net
                 .tcp_set_ttl(s, ttl)
-                .and_then(|()| net.tcp_connect(s, SocketAddrV4::new(peer, port)))
-                .and_then(|()| {
-                    if then_ttl != ttl {
-                        net.tcp_set_ttl(s, then_ttl)
-                    } else {
-                        Ok(())
-                    }
-                });
+                .and_then(|()| net.tcp_connect(s, to));
             if let Err(e) = started {
-                machine.handle_connect_error(port, e, now);
+                machine.handle_connect_error(port, attempt, e, now);
             }
         }
         Action::Send { port, bytes } => {
-            let Some(s) = table.get(port) else { return };
+            let Some((s, _)) = sockets.conns.get(port) else {
+                return;
+            };
             // A dozen bytes on a fresh connection always fit the send
             // buffer; anything short of all of them is a broken connection.
             match net.tcp_write(s, &bytes) {
@@ -176,7 +213,7 @@ fn carry_out<N: Tcp>(
             }
         }
         Action::Close { port } => {
-            if let Some(s) = table.take(port) {
+            if let Some((s, _)) = sockets.conns.take(port) {
                 net.tcp_close(s);
             }
         }

@@ -9,16 +9,20 @@
 //!   candidate bucket for the skew bound, rolling over as time passes, until
 //!   a connection wins or the timeout passes.
 //! * Each *arm* of a port is a **prime** — a SYN with a small IP TTL that
-//!   opens this side's NAT mapping but expires before the peer's router, so
-//!   the peer's router never sees it and cannot answer it — followed one
-//!   spray interval later by a **fire**: a fresh SYN at the normal TTL.
-//!   A fired SYN is left to the stack (it retransmits it) until it fails;
-//!   only a primed SYN is ever replaced, and no SYN-ACK can be in flight for
-//!   it, so replacing it never provokes a reset.
-//! * A port whose connect failed (RST, refused, unreachable) is primed again
-//!   at once and fired at the next interval. The machine never asks for a
-//!   reset: losers are closed with FIN, and closing a socket that is still in
-//!   SYN-SENT sends nothing.
+//!   opens this side's NAT mapping but expires before the peer's router —
+//!   followed at once by a **fire**: a fresh SYN at the normal TTL from a
+//!   new socket on the same port. The two go back to back because a router
+//!   that sees the peer's SYN between them pins its conntrack entry to the
+//!   prime's sequence number (SYN_SENT2) and then drops the fire as invalid;
+//!   and the prime needs its own socket because the ICMP time-exceeded it
+//!   provokes kills the socket that sent it (the fire's socket ignores that
+//!   ICMP: it quotes another sequence number).
+//! * A fired SYN is left to the stack, which retransmits it, until it fails
+//!   (RST, refused, unreachable); then the port is armed again after one
+//!   spray interval, spread by a random jitter so that every port and every
+//!   round is an independent try at crossing the peer's SYNs. The machine
+//!   never asks for a reset: losers are closed with FIN, and closing a socket
+//!   that is still in SYN-SENT sends nothing.
 //! * With [`Timing::Reference`] it behaves like `tcp_punch.py`: one bucket,
 //!   nothing until the rendezvous, connects every interval for five seconds,
 //!   no priming, and the first connection is kept.
@@ -76,6 +80,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 pub const DEFAULT_PRIME_TTL: u8 = 3;
 /// TTL of everything else.
 pub const DEFAULT_NORMAL_TTL: u8 = 64;
+/// Default fire jitter: ±50 % of the interval.
+pub const DEFAULT_JITTER_PERCENT: u8 = 50;
 /// How long `tcp_punch.py` sprays after its rendezvous.
 pub const REFERENCE_SPRAY_MS: u64 = 5_000;
 
@@ -107,6 +113,14 @@ pub struct PunchConfig {
     pub election: Election,
     /// Continuous or reference timing.
     pub timing: Timing,
+    /// Spread of each fire around one interval after its prime, in percent
+    /// (50: anywhere from half to one and a half intervals). Every port and
+    /// every round gets its own phase, so the ports are independent tries
+    /// at crossing the peer's SYNs even on a path much shorter than the
+    /// interval.
+    pub jitter_percent: u8,
+    /// Seed of the jitter.
+    pub seed: u64,
 }
 
 impl PunchConfig {
@@ -121,6 +135,8 @@ impl PunchConfig {
             normal_ttl: DEFAULT_NORMAL_TTL,
             election: Election::Nonce(nonce),
             timing: Timing::Continuous,
+            jitter_percent: DEFAULT_JITTER_PERCENT,
+            seed: nonce ^ 0x9e37_79b9_7f4a_7c15,
         }
     }
 }
@@ -178,16 +194,23 @@ impl fmt::Display for PunchError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Drop any socket on `port` (it is in SYN-SENT or closed, so dropping
-    /// sends nothing), open a fresh one bound to `port` with address reuse,
-    /// set IP TTL `ttl`, connect to `peer:port`, then set the TTL to
-    /// `then_ttl` so the retransmissions and the connection use it.
+    /// sends nothing). If `prime_ttl` is non-zero, open a socket bound to
+    /// `port` with address reuse, set IP TTL `prime_ttl`, connect to
+    /// `peer:port` and drop it at once (silently: it is in SYN-SENT). Then
+    /// open a fresh socket the same way and connect it at TTL `ttl`.
+    ///
+    /// Skip it if [`PunchMachine::is_current`] says the attempt is stale
+    /// (the port connected some other way since it was queued), and report
+    /// the socket's progress with this `attempt`.
     Connect {
         /// Local and remote port.
         port: u16,
-        /// TTL of the SYN this connect sends.
+        /// Which attempt on this port this is.
+        attempt: u32,
+        /// TTL of the priming SYN, 0 for none.
+        prime_ttl: u8,
+        /// TTL of the fired SYN and of the connection.
         ttl: u8,
-        /// TTL for everything after it.
-        then_ttl: u8,
     },
     /// Write these bytes on the connection of `port`.
     Send {
@@ -196,7 +219,8 @@ pub enum Action {
         /// Bytes (a hello and/or `$`).
         bytes: Vec<u8, MAX_ELECTION_BYTES>,
     },
-    /// Close the socket of `port` gracefully (FIN; nothing if not connected).
+    /// Close the socket of `port` gracefully (FIN; nothing if not
+    /// connected).
     Close {
         /// The port.
         port: u16,
@@ -254,10 +278,8 @@ impl Winner {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Not armed yet, or failed: arm (prime) at `at`.
+    /// Not armed yet, or failed: arm (prime and fire) at `at`.
     Idle { at: Instant },
-    /// A priming SYN is out; fire at `at` unless something happens first.
-    Primed { at: Instant },
     /// A normal SYN is out; the stack retransmits it.
     Fired,
     /// The peer's SYN arrived; the handshake is finishing.
@@ -280,6 +302,9 @@ struct Slot {
     rx: Vec<u8, MAX_ELECTION_BYTES>,
     /// Whether a failure was reported already (to keep logs short).
     refused_once: bool,
+    /// Bumped by every connect and by every change that makes queued
+    /// connects and pending status reports obsolete.
+    attempt: u32,
 }
 
 /// The punch state machine. See the module docs for the call order.
@@ -301,6 +326,8 @@ pub struct PunchMachine {
     /// Reference timing: the one bucket.
     fixed_bucket: Option<i64>,
     next_tick: Instant,
+    /// xorshift64 state for the fire jitter (never zero).
+    rng: u64,
 }
 
 impl PunchMachine {
@@ -345,6 +372,7 @@ impl PunchMachine {
             buckets: None,
             fixed_bucket,
             next_tick: spray_from,
+            rng: config.seed | 1,
         };
         if let Some(part) = m.part {
             m.event(Event::Elected(part));
@@ -393,7 +421,7 @@ impl PunchMachine {
         let mut t = Some(self.deadline);
         t = time::earliest(t, Some(self.next_tick));
         for s in &self.slots {
-            if let Phase::Idle { at } | Phase::Primed { at } = s.phase {
+            if let Phase::Idle { at } = s.phase {
                 t = time::earliest(t, Some(at));
             }
         }
@@ -404,12 +432,7 @@ impl PunchMachine {
     pub fn connecting_ports(&self) -> impl Iterator<Item = u16> + '_ {
         self.slots
             .iter()
-            .filter(|s| {
-                matches!(
-                    s.phase,
-                    Phase::Primed { .. } | Phase::Fired | Phase::Handshaking
-                )
-            })
+            .filter(|s| matches!(s.phase, Phase::Fired | Phase::Handshaking))
             .map(|s| s.port)
     }
 
@@ -478,26 +501,44 @@ impl PunchMachine {
         self.config.prime_ttl > 0 && self.config.timing == Timing::Continuous
     }
 
-    /// Arm a port now: prime (or fire at once when priming is off).
-    fn arm(&mut self, i: usize, now: Instant) {
-        let port = self.slots[i].port;
-        let normal = self.config.normal_ttl;
-        if self.primes() {
-            let at = time::add_millis(now, self.config.interval_ms);
-            self.slots[i].phase = Phase::Primed { at };
-            self.act(Action::Connect {
-                port,
-                ttl: self.config.prime_ttl,
-                then_ttl: normal,
-            });
+    /// Arms a port now: prime (when priming is on) and fire.
+    fn arm(&mut self, i: usize) {
+        let prime_ttl = if self.primes() {
+            self.config.prime_ttl
         } else {
-            self.slots[i].phase = Phase::Fired;
-            self.act(Action::Connect {
-                port,
-                ttl: normal,
-                then_ttl: normal,
-            });
+            0
+        };
+        self.slots[i].phase = Phase::Fired;
+        let slot = &mut self.slots[i];
+        slot.attempt = slot.attempt.wrapping_add(1);
+        let (port, attempt) = (slot.port, slot.attempt);
+        let ttl = self.config.normal_ttl;
+        self.act(Action::Connect {
+            port,
+            attempt,
+            prime_ttl,
+            ttl,
+        });
+    }
+
+    /// Time from a failure to the next arm: one interval, spread by the
+    /// jitter.
+    fn rearm_delay_us(&mut self) -> u64 {
+        let interval = self.config.interval_ms * 1000;
+        let spread = interval * u64::from(self.config.jitter_percent.min(100)) / 100;
+        if spread == 0 {
+            return interval;
         }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        interval - spread + self.rng % (2 * spread)
+    }
+
+    /// Whether a queued `Connect` (or a socket's report) for `attempt` on
+    /// `port` still matters.
+    pub fn is_current(&self, port: u16, attempt: u32) -> bool {
+        self.outcome.is_none() && self.slot(port).is_some_and(|s| s.attempt == attempt)
     }
 
     /// Advances timers: rolls buckets, arms idle ports, fires primed ones,
@@ -532,17 +573,7 @@ impl PunchMachine {
         }
         for i in 0..self.slots.len() {
             match self.slots[i].phase {
-                Phase::Idle { at } if time::micros(now) >= time::micros(at) => self.arm(i, now),
-                Phase::Primed { at } if time::micros(now) >= time::micros(at) => {
-                    let port = self.slots[i].port;
-                    let ttl = self.config.normal_ttl;
-                    self.slots[i].phase = Phase::Fired;
-                    self.act(Action::Connect {
-                        port,
-                        ttl,
-                        then_ttl: ttl,
-                    });
-                }
+                Phase::Idle { at } if time::micros(now) >= time::micros(at) => self.arm(i),
                 _ => {}
             }
         }
@@ -578,10 +609,9 @@ impl PunchMachine {
             let keep = matches!(s.phase, Phase::Open | Phase::Handshaking);
             if stale && !keep {
                 let port = s.port;
-                let was_live =
-                    !matches!(s.phase, Phase::Skipped | Phase::Done | Phase::Idle { .. });
+                let skipped = s.phase == Phase::Skipped;
                 self.slots.swap_remove(i);
-                if was_live {
+                if !skipped {
                     self.act(Action::Close { port });
                 }
             } else {
@@ -601,6 +631,7 @@ impl PunchMachine {
                         bucket: b,
                         rx: Vec::new(),
                         refused_once: false,
+                        attempt: 0,
                     };
                     // Capacity is every port of MAX_CANDIDATES buckets, and the
                     // range never exceeds that many buckets.
@@ -610,21 +641,30 @@ impl PunchMachine {
         }
     }
 
-    /// A `Connect` action failed outright (bind or connect error).
-    pub fn handle_connect_error(&mut self, port: u16, error: NetError, now: Instant) {
+    /// Binding the port for a `Connect` failed: the port is skipped for
+    /// the rest of the punch (another program holds it).
+    pub fn handle_bind_error(&mut self, port: u16, attempt: u32, error: NetError, now: Instant) {
+        if !self.is_current(port, attempt) {
+            return;
+        }
         let Some(i) = self.slot_index(port) else {
             return;
         };
-        if self.outcome.is_some() {
+        self.slots[i].phase = Phase::Skipped;
+        self.event(Event::PortSkipped { port, error });
+        self.handle_timeout(now);
+    }
+
+    /// Starting the connect of a `Connect` action failed (after the bind):
+    /// handled like a failed connect, re-armed.
+    pub fn handle_connect_error(&mut self, port: u16, attempt: u32, error: NetError, now: Instant) {
+        if !self.is_current(port, attempt) {
             return;
         }
-        if error == NetError::AddrInUse {
-            self.slots[i].phase = Phase::Skipped;
-            self.event(Event::PortSkipped { port, error });
-            self.handle_timeout(now);
-        } else {
-            self.failed(i, error, now);
-        }
+        let Some(i) = self.slot_index(port) else {
+            return;
+        };
+        self.failed(i, error, now);
     }
 
     fn failed(&mut self, i: usize, error: NetError, now: Instant) {
@@ -633,27 +673,23 @@ impl PunchMachine {
             self.slots[i].refused_once = true;
             self.event(Event::Refused { port, error });
         }
-        match self.config.timing {
-            // Prime again at once (the TTL keeps it off the peer's router);
-            // the fire waits for the next interval.
-            Timing::Continuous => self.arm(i, now),
+        let at = match self.config.timing {
+            Timing::Continuous => time::add_micros(now, self.rearm_delay_us()),
             // tcp_punch.py reconnects on its next pass.
-            Timing::Reference => self.slots[i].phase = Phase::Idle { at: self.next_tick },
-        }
+            Timing::Reference => self.next_tick,
+        };
+        self.slots[i].phase = Phase::Idle { at };
     }
 
     /// The status of a port whose connect is in progress.
-    pub fn handle_status(&mut self, port: u16, status: ConnectStatus, now: Instant) {
-        if self.outcome.is_some() {
+    pub fn handle_status(&mut self, port: u16, attempt: u32, status: ConnectStatus, now: Instant) {
+        if !self.is_current(port, attempt) {
             return;
         }
         let Some(i) = self.slot_index(port) else {
             return;
         };
-        if !matches!(
-            self.slots[i].phase,
-            Phase::Primed { .. } | Phase::Fired | Phase::Handshaking
-        ) {
+        if !matches!(self.slots[i].phase, Phase::Fired | Phase::Handshaking) {
             return;
         }
         match status {
@@ -667,6 +703,8 @@ impl PunchMachine {
     fn opened(&mut self, i: usize) {
         let port = self.slots[i].port;
         self.slots[i].phase = Phase::Open;
+        // Connects still queued for this port must not replace it.
+        self.slots[i].attempt = self.slots[i].attempt.wrapping_add(1);
         self.ever_open = true;
         self.event(Event::Connected { port });
         if let Some(hello) = self.config.election.hello() {
@@ -769,9 +807,7 @@ impl PunchMachine {
             // The leader closes the connections it did not choose; the spray
             // and the wait for its choice go on.
             Phase::Open => self.close_slot(i),
-            Phase::Primed { .. } | Phase::Fired | Phase::Handshaking => {
-                self.failed(i, NetError::Reset, now)
-            }
+            Phase::Fired | Phase::Handshaking => self.failed(i, NetError::Reset, now),
             _ => {}
         }
     }
@@ -779,6 +815,7 @@ impl PunchMachine {
     fn close_slot(&mut self, i: usize) {
         let port = self.slots[i].port;
         self.slots[i].phase = Phase::Done;
+        self.slots[i].attempt = self.slots[i].attempt.wrapping_add(1);
         self.act(Action::Close { port });
     }
 
@@ -788,14 +825,8 @@ impl PunchMachine {
             if s.port == port {
                 continue;
             }
-            let live = matches!(
-                s.phase,
-                Phase::Primed { .. } | Phase::Fired | Phase::Handshaking | Phase::Open
-            );
-            if live {
+            if !matches!(s.phase, Phase::Skipped | Phase::Done) {
                 self.close_slot(j);
-            } else if matches!(s.phase, Phase::Idle { .. }) {
-                self.slots[j].phase = Phase::Done;
             }
         }
         self.finish(Ok(Winner { port, part }));
@@ -807,10 +838,7 @@ impl PunchMachine {
         }
         if outcome.is_err() {
             for j in 0..self.slots.len() {
-                if !matches!(
-                    self.slots[j].phase,
-                    Phase::Skipped | Phase::Done | Phase::Idle { .. }
-                ) {
+                if !matches!(self.slots[j].phase, Phase::Skipped | Phase::Done) {
                     self.close_slot(j);
                 }
             }

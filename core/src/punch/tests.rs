@@ -15,8 +15,22 @@ fn mid_bucket() -> UnixTime {
     bucket_start(40_476_190).offset_millis(21_000)
 }
 
-fn machine_at(unix: UnixTime, config: PunchConfig) -> PunchMachine {
+/// A machine without fire jitter, so tests can name exact times.
+fn machine_at(unix: UnixTime, mut config: PunchConfig) -> PunchMachine {
+    config.jitter_percent = 0;
     PunchMachine::new(config, at_millis(0), unix).unwrap()
+}
+
+/// Reports a status for the port's current attempt.
+fn st(m: &mut PunchMachine, port: u16, status: ConnectStatus, now: crate::time::Instant) {
+    let attempt = m.slot(port).map_or(0, |s| s.attempt);
+    m.handle_status(port, attempt, status, now);
+}
+
+/// Reports a bind error for the port's current attempt.
+fn bind_err(m: &mut PunchMachine, port: u16, error: NetError, now: crate::time::Instant) {
+    let attempt = m.slot(port).map_or(0, |s| s.attempt);
+    m.handle_bind_error(port, attempt, error, now);
 }
 
 fn drain(m: &mut PunchMachine) -> StdVec<Action> {
@@ -31,7 +45,9 @@ fn connects(actions: &[Action]) -> StdVec<(u16, u8)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Connect { port, ttl, .. } => Some((*port, *ttl)),
+            Action::Connect {
+                port, prime_ttl, ..
+            } => Some((*port, *prime_ttl)),
             _ => None,
         })
         .collect()
@@ -47,36 +63,65 @@ fn ports_of(b: i64) -> BTreeSet<u16> {
 }
 
 #[test]
-fn sprays_at_once_with_primes_then_fires() {
+fn sprays_at_once_priming_every_fire() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
     let first = drain(&mut m);
     let c = connects(&first);
     assert_eq!(c.len(), 16, "one bucket in the middle of a window");
-    assert!(c.iter().all(|&(_, ttl)| ttl == DEFAULT_PRIME_TTL));
+    assert!(c.iter().all(|&(_, prime)| prime == DEFAULT_PRIME_TTL));
     let got: BTreeSet<u16> = c.iter().map(|&(p, _)| p).collect();
     assert_eq!(got, ports_of(40_476_190));
     for a in &first {
-        if let Action::Connect { then_ttl, .. } = a {
-            assert_eq!(*then_ttl, DEFAULT_NORMAL_TTL);
+        if let Action::Connect { ttl, .. } = a {
+            assert_eq!(*ttl, DEFAULT_NORMAL_TTL);
         }
     }
-    // Nothing more until the interval passes.
-    m.handle_timeout(at_millis(49));
-    assert!(drain(&mut m).is_empty());
-    assert_eq!(m.poll_timeout(), Some(at_millis(50)));
-    m.handle_timeout(at_millis(50));
-    let fired = connects(&drain(&mut m));
-    assert_eq!(fired.len(), 16);
-    assert!(fired.iter().all(|&(_, ttl)| ttl == DEFAULT_NORMAL_TTL));
     // A fired SYN is left to the stack: no more connects while pending.
     for p in &got {
-        m.handle_status(*p, ConnectStatus::Pending, at_millis(60));
+        st(&mut m, *p, ConnectStatus::Pending, at_millis(60));
     }
     m.handle_timeout(at_millis(100));
-    // (Under a second more: 21 s into the window, ±20 s reaches the next
-    // bucket after one more second.)
+    // (Under a second: 21 s into the window, ±20 s reaches the next bucket
+    // after one more second.)
     m.handle_timeout(at_millis(900));
     assert!(connects(&drain(&mut m)).is_empty());
+}
+
+#[test]
+fn rearms_are_spread_per_port_and_per_round() {
+    let mut cfg = PunchConfig::new(PEER, 1234);
+    cfg.max_clock_error_ms = 0;
+    let rearm_times = |cfg: PunchConfig| {
+        let mut m = PunchMachine::new(cfg, at_millis(0), mid_bucket()).unwrap();
+        let ports: StdVec<u16> = connects(&drain(&mut m))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        for p in &ports {
+            st(
+                &mut m,
+                *p,
+                ConnectStatus::Failed(NetError::Refused),
+                at_millis(0),
+            );
+        }
+        let mut at = std::collections::BTreeMap::new();
+        for t in 0..=80u64 {
+            m.handle_timeout(at_millis(t));
+            for (p, _) in connects(&drain(&mut m)) {
+                at.entry(p).or_insert(t);
+            }
+        }
+        at
+    };
+    let first = rearm_times(cfg);
+    assert_eq!(first.len(), 16, "every port re-arms within 1.5 intervals");
+    assert!(first.values().all(|&t| (25..=75).contains(&t)), "{first:?}");
+    let distinct: BTreeSet<u64> = first.values().copied().collect();
+    assert!(distinct.len() >= 8, "phases are spread: {first:?}");
+    let mut other = cfg;
+    other.seed = 99;
+    assert_ne!(first, rearm_times(other), "another seed, other phases");
 }
 
 #[test]
@@ -86,7 +131,7 @@ fn without_priming_it_fires_straight_away() {
     let mut m = machine_at(mid_bucket(), cfg);
     let c = connects(&drain(&mut m));
     assert_eq!(c.len(), 16);
-    assert!(c.iter().all(|&(_, ttl)| ttl == DEFAULT_NORMAL_TTL));
+    assert!(c.iter().all(|&(_, prime)| prime == 0));
 }
 
 #[test]
@@ -148,17 +193,16 @@ fn rolls_over_to_the_next_bucket_and_drops_the_old_one() {
 }
 
 #[test]
-fn a_refused_port_is_primed_again_at_once_and_fired_next_interval() {
+fn a_refused_port_is_armed_again_one_interval_later() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
     let port = connects(&drain(&mut m))[0].0;
-    m.handle_timeout(at_millis(50));
-    drain(&mut m);
-    m.handle_status(
+    st(
+        &mut m,
         port,
         ConnectStatus::Failed(NetError::Refused),
         at_millis(70),
     );
-    assert_eq!(connects(&drain(&mut m)), [(port, DEFAULT_PRIME_TTL)]);
+    assert!(drain(&mut m).is_empty());
     assert!(events(&mut m).contains(&Event::Refused {
         port,
         error: NetError::Refused
@@ -166,19 +210,53 @@ fn a_refused_port_is_primed_again_at_once_and_fired_next_interval() {
     m.handle_timeout(at_millis(119));
     assert!(connects(&drain(&mut m)).is_empty());
     m.handle_timeout(at_millis(120));
-    assert_eq!(connects(&drain(&mut m)), [(port, DEFAULT_NORMAL_TTL)]);
+    assert_eq!(connects(&drain(&mut m)), [(port, DEFAULT_PRIME_TTL)]);
     // A second refusal is not reported again (logs stay short) but re-arms.
-    m.handle_status(
+    st(
+        &mut m,
         port,
-        ConnectStatus::Failed(NetError::Refused),
+        ConnectStatus::Failed(NetError::Unreachable),
         at_millis(130),
     );
-    assert_eq!(connects(&drain(&mut m)), [(port, DEFAULT_PRIME_TTL)]);
     assert!(events(&mut m).is_empty());
+    m.handle_timeout(at_millis(180));
+    assert_eq!(connects(&drain(&mut m)), [(port, DEFAULT_PRIME_TTL)]);
 }
 
 #[test]
-fn never_asks_for_anything_but_connect_and_close_while_spraying() {
+fn stale_reports_and_connects_are_ignored() {
+    let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
+    let port = connects(&drain(&mut m))[0].0;
+    let first = m.slot(port).unwrap().attempt;
+    st(
+        &mut m,
+        port,
+        ConnectStatus::Failed(NetError::Refused),
+        at_millis(10),
+    );
+    m.handle_timeout(at_millis(60));
+    let second = match &drain(&mut m)[..] {
+        [Action::Connect { attempt, .. }] => *attempt,
+        other => panic!("{other:?}"),
+    };
+    assert!(m.is_current(port, second) && !m.is_current(port, first));
+    // A late report about the first socket changes nothing.
+    m.handle_status(
+        port,
+        first,
+        ConnectStatus::Failed(NetError::Refused),
+        at_millis(61),
+    );
+    m.handle_status(port, first, ConnectStatus::Connected, at_millis(61));
+    assert!(drain(&mut m).is_empty());
+    assert_eq!(m.open_ports().count(), 0);
+    // Once open, a queued connect for the port is stale.
+    m.handle_status(port, second, ConnectStatus::Connected, at_millis(62));
+    assert!(!m.is_current(port, second));
+}
+
+#[test]
+fn never_writes_while_spraying() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
     let ports: StdVec<u16> = connects(&drain(&mut m))
         .into_iter()
@@ -189,11 +267,14 @@ fn never_asks_for_anything_but_connect_and_close_while_spraying() {
         m.handle_timeout(now);
         for (i, p) in ports.iter().enumerate() {
             if (step as usize + i).is_multiple_of(3) {
-                m.handle_status(*p, ConnectStatus::Failed(NetError::Refused), now);
+                st(&mut m, *p, ConnectStatus::Failed(NetError::Refused), now);
             }
         }
         for a in drain(&mut m) {
-            assert!(matches!(a, Action::Connect { .. }), "{a:?}");
+            assert!(
+                matches!(a, Action::Connect { .. } | Action::Close { .. }),
+                "{a:?}"
+            );
         }
     }
 }
@@ -205,7 +286,7 @@ fn unbindable_ports_are_skipped_and_all_skipped_is_an_error() {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    m.handle_connect_error(ports[0], NetError::AddrInUse, at_millis(1));
+    bind_err(&mut m, ports[0], NetError::AddrInUse, at_millis(1));
     assert!(events(&mut m).contains(&Event::PortSkipped {
         port: ports[0],
         error: NetError::AddrInUse
@@ -215,7 +296,7 @@ fn unbindable_ports_are_skipped_and_all_skipped_is_an_error() {
     m.handle_timeout(at_millis(50));
     assert!(!connects(&drain(&mut m)).iter().any(|(p, _)| *p == ports[0]));
     for p in &ports[1..] {
-        m.handle_connect_error(*p, NetError::AddrInUse, at_millis(60));
+        bind_err(&mut m, *p, NetError::AddrInUse, at_millis(60));
     }
     assert_eq!(m.outcome(), Some(Err(PunchError::NoBindablePort)));
 }
@@ -314,6 +395,7 @@ impl Pair {
         cb.election = eb;
         let mut a = machine_at(mid_bucket(), ca);
         let mut b = machine_at(mid_bucket(), cb);
+        // (jitter off: the pair is stepped by hand)
         let ports = connects(&drain(&mut a))
             .into_iter()
             .map(|(p, _)| p)
@@ -352,10 +434,8 @@ impl Pair {
     }
 
     fn open(&mut self, port: u16) {
-        self.a
-            .handle_status(port, ConnectStatus::Connected, at_millis(100));
-        self.b
-            .handle_status(port, ConnectStatus::Connected, at_millis(100));
+        st(&mut self.a, port, ConnectStatus::Connected, at_millis(100));
+        st(&mut self.b, port, ConnectStatus::Connected, at_millis(100));
         self.collect();
     }
 
@@ -447,8 +527,12 @@ fn a_late_connection_cannot_split_the_decision() {
         }
     );
     // A third connection opening late at A changes nothing.
-    pair.a
-        .handle_status(pair.ports[5], ConnectStatus::Connected, at_millis(300));
+    st(
+        &mut pair.a,
+        pair.ports[5],
+        ConnectStatus::Connected,
+        at_millis(300),
+    );
     assert_eq!(pair.a.outcome().unwrap().unwrap().port, p2);
 }
 
@@ -457,13 +541,11 @@ fn leader_waits_for_the_peers_hello_before_choosing() {
     let mut pair = Pair::new(Election::Nonce(5), Election::Nonce(9));
     let p = pair.ports[4];
     // Only B's side sees the connection open so far.
-    pair.b
-        .handle_status(p, ConnectStatus::Connected, at_millis(100));
+    st(&mut pair.b, p, ConnectStatus::Connected, at_millis(100));
     pair.collect();
     assert_eq!(pair.b.outcome(), None);
     assert_eq!(pair.b.read_len(p), HELLO_LEN);
-    pair.a
-        .handle_status(p, ConnectStatus::Connected, at_millis(101));
+    st(&mut pair.a, p, ConnectStatus::Connected, at_millis(101));
     pair.collect();
     pair.settle();
     assert_eq!(pair.a.outcome().unwrap().unwrap().port, p);
@@ -474,7 +556,7 @@ fn leader_waits_for_the_peers_hello_before_choosing() {
 fn reading_our_own_hello_is_a_self_connection() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(Ipv4Addr::LOCALHOST, 77));
     let port = connects(&drain(&mut m))[0].0;
-    m.handle_status(port, ConnectStatus::Connected, at_millis(5));
+    st(&mut m, port, ConnectStatus::Connected, at_millis(5));
     let hello = sent(&drain(&mut m), port);
     assert_eq!(hello.len(), HELLO_LEN);
     m.handle_data(port, &hello);
@@ -496,7 +578,7 @@ fn garbage_instead_of_a_hello_drops_only_that_connection() {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    m.handle_status(ports[0], ConnectStatus::Connected, at_millis(5));
+    st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
     m.handle_data(ports[0], b"GET / HTTP/1");
     assert_eq!(closed(&drain(&mut m)), BTreeSet::from([ports[0]]));
@@ -511,7 +593,7 @@ fn follower_rejects_anything_but_the_choice_byte() {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    m.handle_status(ports[0], ConnectStatus::Connected, at_millis(5));
+    st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
     let mut hello = StdVec::from(*b"PWH1");
     hello.extend_from_slice(&9u64.to_be_bytes());
@@ -548,8 +630,7 @@ fn public_ip_rule_greater_address_leads() {
         }
     );
     assert_eq!(pair.b_to_a, [(p1, StdVec::from(*b"$"))]);
-    pair.a
-        .handle_status(p2, ConnectStatus::Connected, at_millis(100));
+    st(&mut pair.a, p2, ConnectStatus::Connected, at_millis(100));
     pair.collect();
     pair.settle();
     assert_eq!(
@@ -571,7 +652,7 @@ fn first_connected_keeps_the_first() {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    m.handle_status(ports[3], ConnectStatus::Connected, at_millis(5));
+    st(&mut m, ports[3], ConnectStatus::Connected, at_millis(5));
     assert_eq!(
         m.outcome(),
         Some(Ok(Winner {
@@ -589,7 +670,7 @@ fn open_connection_that_closes_is_not_rearmed() {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    m.handle_status(ports[0], ConnectStatus::Connected, at_millis(5));
+    st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
     m.handle_closed(ports[0], at_millis(6));
     assert_eq!(closed(&drain(&mut m)), BTreeSet::from([ports[0]]));
@@ -608,7 +689,7 @@ fn election_timeout_is_told_apart_from_no_connection() {
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    m.handle_status(ports[0], ConnectStatus::Connected, at_millis(5));
+    st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     m.handle_timeout(at_millis(1_000));
     assert_eq!(m.outcome(), Some(Err(PunchError::ElectionTimeout)));
 }
@@ -629,21 +710,19 @@ fn reference_timing_waits_for_the_rendezvous_then_sprays_five_seconds() {
     m.handle_timeout(at_millis(42_000));
     let c = connects(&drain(&mut m));
     assert_eq!(c.len(), 16);
-    assert!(
-        c.iter().all(|&(_, ttl)| ttl == DEFAULT_NORMAL_TTL),
-        "no priming"
-    );
+    assert!(c.iter().all(|&(_, prime)| prime == 0), "no priming");
     let got: BTreeSet<u16> = c.iter().map(|&(p, _)| p).collect();
     assert_eq!(got, ports_of(40_476_190));
     // A refused port is reconnected on the next pass, not at once.
-    m.handle_status(
+    st(
+        &mut m,
         c[0].0,
         ConnectStatus::Failed(NetError::Refused),
         at_millis(42_010),
     );
     assert!(drain(&mut m).is_empty());
     m.handle_timeout(at_millis(42_050));
-    assert_eq!(connects(&drain(&mut m)), [(c[0].0, DEFAULT_NORMAL_TTL)]);
+    assert_eq!(connects(&drain(&mut m)), [(c[0].0, 0)]);
     m.handle_timeout(at_millis(47_000));
     assert_eq!(m.outcome(), Some(Err(PunchError::Timeout)));
 }

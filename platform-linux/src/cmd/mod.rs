@@ -1,3 +1,4 @@
 //! The subcommands of the `punchwire` binary.
 
 pub mod schedule;
+pub mod tcp;
