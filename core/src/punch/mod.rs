@@ -24,8 +24,8 @@
 //!   never asks for a reset: losers are closed with FIN, and closing a socket
 //!   that is still in SYN-SENT sends nothing.
 //! * With [`Timing::Reference`] it behaves like `tcp_punch.py`: one bucket,
-//!   nothing until the rendezvous, connects every interval for five seconds,
-//!   no priming, and the first connection is kept.
+//!   sleeps until the rendezvous but at most ten seconds, connects every
+//!   interval for five seconds, no priming, and the first connection is kept.
 //!
 //! ## Call order (driver contract)
 //! 1. [`PunchMachine::new`] with the config, `now` and the unix time.
@@ -84,6 +84,8 @@ pub const DEFAULT_NORMAL_TTL: u8 = 64;
 pub const DEFAULT_JITTER_PERCENT: u8 = 50;
 /// How long `tcp_punch.py` sprays after its rendezvous.
 pub const REFERENCE_SPRAY_MS: u64 = 5_000;
+/// The longest `tcp_punch.py` sleeps before spraying.
+pub const REFERENCE_MAX_SLEEP_MS: u64 = 10_000;
 
 /// When and what to spray.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,7 +350,10 @@ impl PunchMachine {
             Timing::Continuous => (now, time::add_millis(now, config.timeout_ms), None),
             Timing::Reference => {
                 let r = schedule::reference_start(unix_now);
-                let wait = (r.rendezvous * 1000 - unix_now.as_millis()).max(0) as u64;
+                // It sleeps until the rendezvous, but never more than
+                // MIN_RUN_WINDOW: two copies started 7 s apart never meet.
+                let wait = (r.rendezvous * 1000 - unix_now.as_millis())
+                    .clamp(0, REFERENCE_MAX_SLEEP_MS as i64) as u64;
                 let from = time::add_millis(now, wait);
                 (
                     from,

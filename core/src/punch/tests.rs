@@ -697,17 +697,18 @@ fn election_timeout_is_told_apart_from_no_connection() {
 // ---- reference timing -------------------------------------------------
 
 #[test]
-fn reference_timing_waits_for_the_rendezvous_then_sprays_five_seconds() {
+fn reference_timing_sleeps_at_most_ten_seconds_then_sprays_five() {
     let mut cfg = PunchConfig::new(PEER, 1);
     cfg.timing = Timing::Reference;
     cfg.election = Election::FirstConnected;
-    // 1700000000: bucket 40476190, rendezvous 1700000042 (42 s away).
+    // 1700000000: bucket 40476190, rendezvous 1700000042 (42 s away); the
+    // reference sleeps only 10 s of that.
     let mut m = machine_at(UnixTime::from_secs(1_700_000_000), cfg);
     assert!(drain(&mut m).is_empty());
-    assert_eq!(m.poll_timeout(), Some(at_millis(42_000)));
-    m.handle_timeout(at_millis(41_999));
+    assert_eq!(m.poll_timeout(), Some(at_millis(10_000)));
+    m.handle_timeout(at_millis(9_999));
     assert!(drain(&mut m).is_empty());
-    m.handle_timeout(at_millis(42_000));
+    m.handle_timeout(at_millis(10_000));
     let c = connects(&drain(&mut m));
     assert_eq!(c.len(), 16);
     assert!(c.iter().all(|&(_, prime)| prime == 0), "no priming");
@@ -718,12 +719,12 @@ fn reference_timing_waits_for_the_rendezvous_then_sprays_five_seconds() {
         &mut m,
         c[0].0,
         ConnectStatus::Failed(NetError::Refused),
-        at_millis(42_010),
+        at_millis(10_010),
     );
     assert!(drain(&mut m).is_empty());
-    m.handle_timeout(at_millis(42_050));
+    m.handle_timeout(at_millis(10_050));
     assert_eq!(connects(&drain(&mut m)), [(c[0].0, 0)]);
-    m.handle_timeout(at_millis(47_000));
+    m.handle_timeout(at_millis(15_000));
     assert_eq!(m.outcome(), Some(Err(PunchError::Timeout)));
 }
 
@@ -731,10 +732,27 @@ fn reference_timing_waits_for_the_rendezvous_then_sprays_five_seconds() {
 fn reference_timing_moves_past_a_close_rendezvous() {
     let mut cfg = PunchConfig::new(PEER, 1);
     cfg.timing = Timing::Reference;
-    // 5 s before the rendezvous of bucket 40476190: it takes the next one.
-    let start = UnixTime::from_secs(1_700_000_037);
-    let m = machine_at(start, cfg);
-    assert_eq!(m.poll_timeout(), Some(at_millis(47_000)));
+    // 5 s before the rendezvous of bucket 40476190 (1700000042): it takes
+    // bucket 40476191 and sleeps its 10 s.
+    let mut m = machine_at(UnixTime::from_secs(1_700_000_037), cfg);
+    assert_eq!(m.poll_timeout(), Some(at_millis(10_000)));
+    m.handle_timeout(at_millis(10_000));
+    let got: BTreeSet<u16> = connects(&drain(&mut m))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(got, ports_of(40_476_191));
+    // A rendezvous is either 10 s or more away (capped) or skipped for one
+    // at least 32 s away: the reference always sleeps exactly 10 s.
+    for ms in [
+        1_700_000_030_000,
+        1_700_000_032_000,
+        1_700_000_032_500,
+        1_700_000_041_999,
+    ] {
+        let m = machine_at(UnixTime::from_millis(ms), cfg);
+        assert_eq!(m.poll_timeout(), Some(at_millis(10_000)), "start {ms}");
+    }
 }
 
 // ---- skew ---------------------------------------------------------------

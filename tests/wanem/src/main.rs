@@ -23,8 +23,8 @@ Forwards IPv4 between interface A and interface B (run it in a network
 namespace whose ip_forward is 0; the kernel keeps answering ARP and traffic
 addressed to the interfaces' own IPs, which wanem leaves alone). Frames sent
 out of A go to the Ethernet address --mac-a (the one neighbour on that link),
-frames sent out of B to --mac-b. Each forwarded packet has its TTL decremented
-(checksum fixed); a packet arriving with TTL <= 1 is dropped and answered with
+frames sent out of B to --mac-b. Each forwarded packet has its TTL decremented by --hops
+(checksum fixed); a packet arriving with TTL <= --hops is dropped and answered with
 ICMP time exceeded, a packet larger than --mtu with DF set is dropped and
 answered with ICMP fragmentation needed (without DF it is just dropped).
 Offloads (TSO/GSO/GRO, tx checksum) must be off on the links.
@@ -38,6 +38,9 @@ REQUIRED:
 OPTIONS:
     --seed N           seed for all random decisions (default 1)
     --no-icmp          do not send ICMP errors
+    --hops N           count as N router hops: TTL is decremented by N and a
+                       packet arriving with TTL <= N expires here (default 1;
+                       real paths between two homes cross several routers)
     -h, --help         this text
 
 IMPAIRMENTS (per direction: plain --NAME applies to both directions,
@@ -83,6 +86,7 @@ struct Args {
     mac_b: [u8; 6],
     seed: u64,
     icmp: bool,
+    hops: u8,
     ab: DirConfig,
     ba: DirConfig,
 }
@@ -181,6 +185,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         mac_b: [0; 6],
         seed: 1,
         icmp: true,
+        hops: 1,
         ab: DirConfig::default(),
         ba: DirConfig::default(),
     };
@@ -210,6 +215,12 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
                 got_mac_b = true;
             }
             "seed" => a.seed = v.parse().map_err(|_| format!("bad seed '{v}'"))?,
+            "hops" => {
+                a.hops = match v.parse::<u8>() {
+                    Ok(h) if (1..=32).contains(&h) => h,
+                    _ => return Err(format!("--hops: expected 1-32, got '{v}'")),
+                }
+            }
             _ => {
                 let ok = if let Some(n) = name.strip_suffix("-ab") {
                     apply(&mut a.ab, n, v)?
@@ -415,6 +426,7 @@ fn forward(
     dir: &mut Direction,
     now_ns: u64,
     icmp: bool,
+    hops: u8,
 ) {
     let Some(info) = packet::parse(&frame) else {
         return;
@@ -425,7 +437,7 @@ fn forward(
     }
     frame.truncate(packet::ETH_HLEN + info.total_len);
     let icmp_src = inp.own_ip.filter(|_| icmp);
-    if info.ttl <= 1 {
+    if info.ttl <= hops {
         dir.stats.dropped_ttl += 1;
         if let Some(ip) = icmp_src
             && packet::may_send_icmp_error(&frame, &info)
@@ -446,7 +458,9 @@ fn forward(
         }
         return;
     }
-    packet::decrement_ttl(&mut frame);
+    for _ in 0..hops {
+        packet::decrement_ttl(&mut frame);
+    }
     frame[0..6].copy_from_slice(&out.peer_mac);
     frame[6..12].copy_from_slice(&out.own_mac);
     let size = frame.len();
@@ -557,7 +571,15 @@ fn run(args: Args) -> io::Result<()> {
                 }
                 let t = now();
                 let (inp, out) = (&sides[i], &sides[1 - i]);
-                forward(buf[..n].to_vec(), inp, out, &mut dirs[i], t, args.icmp);
+                forward(
+                    buf[..n].to_vec(),
+                    inp,
+                    out,
+                    &mut dirs[i],
+                    t,
+                    args.icmp,
+                    args.hops,
+                );
             }
         }
         let t = now();

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# punchwire tcp: B's clock 19 s ahead, A's clock just before a bucket edge.
+exec "$(dirname "$0")/../cases/tcp.sh" tcp-skew-plus19-edge openwrt openwrt --edge --skew 19
