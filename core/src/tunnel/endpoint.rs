@@ -209,10 +209,11 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
             }
             AckOutcome::Done { rtt_sample, fin } => {
                 self.stats.acks_received += 1;
-                if let Some(r) = rtt_sample {
-                    self.rtt.sample(r);
-                    self.sync_rtt_stats();
+                match rtt_sample {
+                    Some(r) => self.rtt.sample(r),
+                    None => self.rtt.end_backoff(),
                 }
+                self.sync_rtt_stats();
                 if fin {
                     self.push_event(Event::SendFinished);
                 }

@@ -67,7 +67,9 @@
 //!   3-byte ack (udphp.py) is taken as is.
 //! * **Retransmission timer** as RFC 6298: SRTT/RTTVAR, Karn's rule (no
 //!   sample from a retransmitted frame), doubling on timeout, clamped to
-//!   `[rto_min, rto_max]`.
+//!   `[rto_min, rto_max]`. An ack for a retransmitted frame gives no
+//!   sample but ends the backoff (as Linux does): with one frame in flight
+//!   the next frame would otherwise start with the doubled RTO.
 //! * **End of stream** is an empty data frame, sent once every byte before
 //!   it has been framed and the window has room (with `WINDOW = 1`: after
 //!   all data is acked). udphp.py never sends one and handles one harmlessly.
@@ -412,5 +414,7 @@ pub const fn seq_is_older(seq: u16, expected: u16) -> bool {
     behind != 0 && behind < 0x8000
 }
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

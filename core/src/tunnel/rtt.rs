@@ -40,9 +40,24 @@ impl RttEstimator {
                 self.srtt = Some((7 * s + r) / 8);
             }
         }
-        let srtt = self.srtt.unwrap_or(r);
-        let rto = srtt.saturating_add((4 * self.rttvar).max(GRANULARITY_US));
-        self.rto = rto.clamp(self.min, self.max);
+        self.recompute();
+    }
+
+    /// An ack for a retransmitted frame: no sample (Karn), but the path
+    /// works again, so the backoff ends and RTO returns to its SRTT-based
+    /// value (as Linux does). Without it a stop-and-wait sender at high
+    /// loss keeps a doubled RTO for the next, fresh frame too.
+    pub(super) fn end_backoff(&mut self) {
+        if self.srtt.is_some() {
+            self.recompute();
+        }
+    }
+
+    fn recompute(&mut self) {
+        if let Some(srtt) = self.srtt {
+            let rto = srtt.saturating_add((4 * self.rttvar).max(GRANULARITY_US));
+            self.rto = rto.clamp(self.min, self.max);
+        }
     }
 
     /// Doubles RTO after a timeout (RFC 6298 §5.5), up to the clamp.
@@ -85,8 +100,19 @@ mod tests {
             r.back_off();
         }
         assert_eq!(r.rto(), 5_000_000, "clamped to max");
+        r.end_backoff();
+        assert_eq!(r.rto(), 500_000, "an ack ends the backoff");
+        r.back_off();
         r.sample(200_000);
         assert!(r.rto() < 1_000_000, "a fresh sample ends the backoff");
+    }
+
+    #[test]
+    fn no_sample_no_backoff_reset() {
+        let mut r = RttEstimator::new(1_000_000, 100_000, 5_000_000);
+        r.back_off();
+        r.end_backoff();
+        assert_eq!(r.rto(), 2_000_000, "nothing to return to before a sample");
     }
 
     #[test]

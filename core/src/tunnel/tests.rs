@@ -680,6 +680,30 @@ fn malformed_and_forged_datagrams_are_counted_and_ignored() {
     ));
 }
 
+#[test]
+fn a_bit_flipped_stale_ack_cannot_confirm_the_frame_in_flight() {
+    let mut ep = endpoint(Role::Connect);
+    ep.send(b"zero");
+    drain(&mut ep, t(0));
+    ep.handle_datagram(t(10), &checked(b'A', 0)).unwrap();
+    ep.send(b"one");
+    drain(&mut ep, t(10));
+    // A duplicated `A 0` arrives late with the low seq bit flipped: it now
+    // names seq 1, which the peer may never have received.
+    let mut forged = checked(b'A', 0);
+    forged[2] ^= 1;
+    assert_eq!(
+        ep.handle_datagram(t(20), &forged),
+        Err(DatagramError::BadAck)
+    );
+    assert_eq!(ep.frames_in_flight(), 1);
+    // The same flip in udphp.py's 3-byte form cannot be caught.
+    assert_eq!(
+        ep.handle_datagram(t(21), &forged[..3]),
+        Ok(Received::Ack { seq: 1 })
+    );
+}
+
 // ---- interop with udphp.py's frames ----
 
 fn payload_of(case: &serde_json::Value) -> Vec<u8> {
