@@ -11,6 +11,7 @@
 //! | [`compress`] | zlib per frame with the MIN_GAIN rule; heap-free, bomb-proof inflation |
 //! | [`digest`] | the 11-byte MD5 prefix carried in data frames |
 //! | [`time`] | monotonic instants on an `embedded-time` base; the core never reads a clock |
+//! | [`tunnel`] | the udphp v0.12 tunnel as a sans-IO endpoint: send window, RFC 6298 retransmission timer, heartbeats |
 //! | [`net`] | the socket traits the platforms implement (`Udp`, `Tcp`, `Wait`) |
 //!
 //! Protocol state machines are sans-IO: they take `now` and input events,
@@ -38,6 +39,7 @@ pub mod net;
 pub mod punch;
 pub mod schedule;
 pub mod time;
+pub mod tunnel;
 
 #[cfg(test)]
 mod vectors;
