@@ -387,12 +387,9 @@ lab_up() {
 	nbr_b=$([[ $pb == cgnat* ]] && echo cB || echo rB)
 	mac_a=$(ip netns exec "$LAB_PREFIX$nbr_a" cat /sys/class/net/wan0/address)
 	mac_b=$(ip netns exec "$LAB_PREFIX$nbr_b" cat /sys/class/net/wan0/address)
-	local attempt
-	for attempt in 1 2; do
-		if lab__start_wanem "$mac_a" "$mac_b" "$@"; then break; fi
-		((attempt == 1)) || lab_die "wanem did not start"
-		lab_log "wanem did not start, retrying"
-	done
+	# One start, no retry: a wanem that does not come up is a failure to
+	# look into (its log is printed), not something to paper over.
+	lab__start_wanem "$mac_a" "$mac_b" "$@" || lab_die "wanem did not start"
 	# Warm up ARP on both ISP links so the first test packet is not delayed.
 	lab_exec A ping -c1 -W2 "$LAB_ISP_A" >/dev/null 2>&1 || true
 	lab_exec B ping -c1 -W2 "$LAB_ISP_B" >/dev/null 2>&1 || true
