@@ -19,6 +19,7 @@ Usage: punchwire [-v | -q] <COMMAND> [ARGS...]
 
 Commands:
   tcp         punch a TCP connection to a peer, then netcat or relay a port
+  udp         punch a UDP hole and tunnel local TCP sessions (udphp.py v0.12)
   schedule    print the shared-clock port schedule (bucket, ports, candidates)
 
 Options:
@@ -30,7 +31,7 @@ Options:
 Exit codes:
   0  success
   2  bad command-line arguments
-  (each command documents its own others: `punchwire tcp --help`)
+  (each command documents its own others: `punchwire tcp --help`, `punchwire udp --help`)
 "
 );
 
@@ -64,6 +65,7 @@ fn run() -> Result<u8, UsageError> {
                 return match command.as_str() {
                     "schedule" => cmd::schedule::run(parser),
                     "tcp" => cmd::tcp::run(parser),
+                    "udp" => cmd::udp::run(parser),
                     other => Err(args::usage(format!(
                         "unknown command {other:?} (try `punchwire --help`)"
                     ))),

@@ -295,6 +295,27 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
         n
     }
 
+    /// Starts the next session once this one is over both ways
+    /// ([`peer_finished`](Self::peer_finished) and
+    /// [`send_finished`](Self::send_finished)): the streams reopen and
+    /// sequence numbers go on, so the peer sees one continuous frame
+    /// stream. Returns `false` (and changes nothing) while either direction
+    /// is still open.
+    pub fn next_session(&mut self) -> bool {
+        if !(self.peer_finished() && self.send_finished()) {
+            return false;
+        }
+        self.send.reopen();
+        self.recv.reopen();
+        self.peer_finished_reported = false;
+        // A frame of the next session may have been refused while the
+        // previous one was closing: ask for it again at once.
+        if self.recv.take_room_opened() {
+            self.queue_control(Control::Nack(self.recv.expected()));
+        }
+        true
+    }
+
     // ---- output ----
 
     /// Writes the next datagram for the peer into `buf` and returns its

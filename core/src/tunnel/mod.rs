@@ -88,11 +88,13 @@
 //! `Endpoint<1, 1400>` is about 54 KB; `size_of` is asserted in the tests.
 //! With `deflate` and `compress`, a heap `Deflater` (~320 KB) is added.
 
+pub mod driver;
 mod endpoint;
 mod recv;
 mod rtt;
 mod send;
 
+pub use driver::{Flow, Local, TunnelConfig, TunnelError, TunnelEvent, run};
 pub use endpoint::Endpoint;
 
 use crate::compress::InflateError;

@@ -73,6 +73,12 @@ impl Receiver {
         self.fin
     }
 
+    /// Starts the next session: frames after the end of stream are taken
+    /// again (and a refused one is nudged, see `take_room_opened`).
+    pub(super) fn reopen(&mut self) {
+        self.fin = false;
+    }
+
     /// Applies the receiver rules of SPEC §2 to one parsed data frame.
     pub(super) fn on_data(&mut self, d: &DataRepr<'_>) -> Verdict {
         if d.seq != self.expected {
@@ -83,7 +89,9 @@ impl Receiver {
             };
         }
         let len = usize::from(d.len);
-        if len > self.free() {
+        // After the peer's end of stream, the next session's bytes wait at
+        // the sender until the driver starts that session.
+        if self.fin || len > self.free() {
             self.refused = Some(len);
             return Verdict::NoRoom;
         }

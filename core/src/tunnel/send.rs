@@ -133,6 +133,13 @@ impl<const W: usize, const F: usize> SendWindow<W, F> {
         self.fin_acked
     }
 
+    /// Starts the next session's stream (seqs go on).
+    pub(super) fn reopen(&mut self) {
+        self.fin_requested = false;
+        self.fin_seq = None;
+        self.fin_acked = false;
+    }
+
     /// Frames staged bytes (then the end-of-stream marker) into free slots.
     pub(super) fn fill(&mut self, compress: &mut Compress<'_>, stats: &mut Stats) {
         loop {

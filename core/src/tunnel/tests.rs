@@ -922,3 +922,63 @@ fn random_datagrams_never_panic() {
     assert!(ep.stats().bad.total() > 1000);
     assert!(ep.stats().datagrams_received == 20_000);
 }
+
+// ---- sessions ----
+
+/// Moves datagrams both ways until neither side has anything to send.
+fn pump(a: &mut Ep, b: &mut Ep, now: Instant) {
+    for _ in 0..50 {
+        let from_a = drain(a, now);
+        let from_b = drain(b, now);
+        if from_a.is_empty() && from_b.is_empty() {
+            return;
+        }
+        for d in from_a {
+            let _ = b.handle_datagram(now, &d);
+        }
+        for d in from_b {
+            let _ = a.handle_datagram(now, &d);
+        }
+    }
+    panic!("pump never settles");
+}
+
+#[test]
+fn sessions_follow_each_other_on_one_frame_stream() {
+    let mut a = endpoint(Role::Connect);
+    let mut b = endpoint(Role::Listen);
+    // Session 1: a sends "one" and ends; b answers "uno" and ends.
+    assert_eq!(a.send(b"one"), 3);
+    a.close_send();
+    pump(&mut a, &mut b, t(1));
+    assert_eq!(read_all(&mut b), b"one");
+    assert!(b.peer_finished());
+    // Session 2's bytes sent by a before b has moved on are held back.
+    assert!(
+        !a.next_session(),
+        "a's side is still open: b has not finished"
+    );
+    assert_eq!(b.send(b"uno"), 3);
+    b.close_send();
+    pump(&mut a, &mut b, t(2));
+    assert_eq!(read_all(&mut a), b"uno");
+    assert!(a.peer_finished() && a.send_finished());
+    assert!(a.next_session());
+    assert_eq!(a.send(b"two"), 3);
+    pump(&mut a, &mut b, t(3));
+    assert_eq!(
+        b.recv_available(),
+        0,
+        "b is still in session 1: nothing delivered"
+    );
+    assert_eq!(a.frames_in_flight(), 1, "unacked, so kept for later");
+    // b moves on: the held frame is asked for again at once.
+    assert!(b.next_session());
+    pump(&mut a, &mut b, t(4));
+    assert_eq!(read_all(&mut b), b"two");
+    assert!(!b.peer_finished());
+    assert_eq!(a.frames_in_flight(), 0);
+    // Seqs went on across the sessions: 0 one, 1 end, 2 two.
+    assert_eq!(a.next_send_seq(), 3);
+    assert_eq!(b.expected_seq(), 3);
+}
