@@ -139,8 +139,13 @@ pub struct Config {
     pub silence_timeout: Milliseconds<u32>,
     /// RTO before the first RTT sample. Default 1 s (RFC 6298).
     pub rto_initial: Milliseconds<u32>,
-    /// Lower RTO clamp. Default 100 ms: a spurious retransmission costs one
-    /// duplicate frame, a late one stalls the one-frame window.
+    /// Least margin of the RTO above the smoothed RTT: RTO = SRTT +
+    /// max(4·RTTVAR, `rto_min`), as Linux applies its `rto_min`. Default
+    /// 25 ms, far below RFC 6298's conservative 1 s floor: with one frame
+    /// in flight every loss stalls the tunnel for a whole RTO, while a
+    /// spurious retransmission costs one duplicate frame (re-acked, never
+    /// delivered twice). Being a margin, it cannot make a long path
+    /// spurious.
     pub rto_min: Milliseconds<u32>,
     /// Upper RTO clamp after backoff. Default 5 s, so a stall after a long
     /// outage ends within 5 s of the path coming back.
@@ -165,7 +170,7 @@ impl Config {
             heartbeat_interval: Milliseconds(15_000),
             silence_timeout: Milliseconds(120_000),
             rto_initial: Milliseconds(1_000),
-            rto_min: Milliseconds(100),
+            rto_min: Milliseconds(25),
             rto_max: Milliseconds(5_000),
             max_retries: 0,
             compress: cfg!(feature = "deflate"),

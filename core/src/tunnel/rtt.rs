@@ -55,8 +55,10 @@ impl RttEstimator {
 
     fn recompute(&mut self) {
         if let Some(srtt) = self.srtt {
-            let rto = srtt.saturating_add((4 * self.rttvar).max(GRANULARITY_US));
-            self.rto = rto.clamp(self.min, self.max);
+            // The floor is a margin above SRTT (as Linux's rto_min), not an
+            // absolute RTO: a low floor must not make a long path spurious.
+            let rto = srtt.saturating_add((4 * self.rttvar).max(GRANULARITY_US).max(self.min));
+            self.rto = rto.min(self.max);
         }
     }
 
@@ -121,6 +123,6 @@ mod tests {
         for _ in 0..50 {
             r.sample(500);
         }
-        assert_eq!(r.rto(), 100_000);
+        assert_eq!(r.rto(), 100_500, "SRTT plus at least the floor");
     }
 }

@@ -186,10 +186,10 @@ fn instant_ack_is_never_lost_and_the_next_frame_goes_at_once() {
     assert_eq!(out.len(), 1, "no waiting for a timer");
     let d = data_of(&out[0]);
     assert_eq!((d.seq, d.body), (1, &b"second"[..]));
-    // A zero RTT sample pins the RTO to its floor.
+    // A zero RTT sample leaves the RTO at SRTT + the floor (25 ms).
     assert_eq!(ep.stats().srtt_us, Some(0));
-    assert_eq!(ep.stats().rto_us, 100_000);
-    assert_eq!(ep.poll_timeout(), Some(t(110)));
+    assert_eq!(ep.stats().rto_us, 25_000);
+    assert_eq!(ep.poll_timeout(), Some(t(35)));
 }
 
 #[test]
@@ -239,7 +239,8 @@ fn lost_frame_is_retransmitted_at_rto_with_backoff_and_karn() {
     drain(&mut ep, t(8_000));
     ep.handle_datagram(t(8_030), &ack(1)).unwrap();
     assert_eq!(ep.stats().srtt_us, Some(30_000));
-    assert_eq!(ep.stats().rto_us, 100_000);
+    // 30 ms + max(4 × 15 ms, 25 ms).
+    assert_eq!(ep.stats().rto_us, 90_000);
 }
 
 #[test]
