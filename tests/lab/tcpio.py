@@ -4,14 +4,17 @@
   tcpio.py serve   PORT SEND_FILE RECV_FILE [--expect N]
   tcpio.py connect PORT SEND_FILE RECV_FILE [--expect N]
 
-serve accepts one connection on 127.0.0.1:PORT; connect connects to it
+serve accepts one connection on 127.0.0.1:PORT (0.0.0.0 if TCPIO_HOST is
+set); connect connects to it, or to TCPIO_HOST:PORT
 (retrying for up to 30 s while it refuses). Without --expect: sends
 SEND_FILE and half-closes while writing everything received to RECV_FILE
 until the peer closes (full duplex). With --expect N (for udphp.py peers,
 which end the whole tunnel at the first EOF): serve first reads N bytes,
 then sends SEND_FILE and closes; connect sends SEND_FILE, then reads until
-N bytes arrived, then closes. Prints "elapsed SECONDS" on stdout.
+N bytes arrived, then closes. Prints "elapsed SECONDS" on stdout: in full duplex, from the first to the
+last byte received (the goodput window of the direction towards it).
 """
+import os
 import socket
 import sys
 import threading
@@ -32,15 +35,23 @@ def transfer(conn, send_path, recv_path):
 
     t = threading.Thread(target=sender)
     t.start()
+    first = last = None
     with open(recv_path, "wb") as out:
         while True:
             data = conn.recv(65536)
             if not data:
                 break
+            last = time.monotonic()
+            if first is None:
+                first = last
             out.write(data)
     t.join()
     conn.close()
-    print("elapsed %.3f" % (time.monotonic() - start), flush=True)
+    # Goodput is measured where the bytes arrive: first to last byte.
+    if first is not None and last > first:
+        print("elapsed %.3f" % (last - first), flush=True)
+    else:
+        print("elapsed %.3f" % (time.monotonic() - start), flush=True)
 
 
 def recv_exactly(conn, n, recv_path):
@@ -74,14 +85,14 @@ def main():
     if mode == "serve":
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind(("0.0.0.0" if os.environ.get("TCPIO_HOST") else "127.0.0.1", port))
         s.listen(1)
         conn, _ = s.accept()
     else:
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = socket.create_connection(("127.0.0.1", port))
+                conn = socket.create_connection((os.environ.get("TCPIO_HOST", "127.0.0.1"), port))
                 break
             except OSError:
                 if time.monotonic() > deadline:
