@@ -35,6 +35,23 @@ pub fn text(option: &str, value: OsString) -> Result<String, UsageError> {
         .map_err(|v| usage(format!("{option}: not valid UTF-8: {v:?}")))
 }
 
+/// A TCP/UDP port, 1-65535.
+pub fn port(option: &str, value: &str) -> Result<u16, UsageError> {
+    match value.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(usage(format!(
+            "{option}: expected a port 1-65535, got {value:?}"
+        ))),
+    }
+}
+
+/// An IP TTL, 0-255.
+pub fn ttl(option: &str, value: &str) -> Result<u8, UsageError> {
+    value
+        .parse()
+        .map_err(|_| usage(format!("{option}: expected 0-255, got {value:?}")))
+}
+
 /// Parses decimal seconds (`1700000000`, `-3`, `2000000000.5`) into
 /// milliseconds, rounding towards negative infinity past the third decimal.
 pub fn parse_seconds_ms(option: &str, value: &str) -> Result<i64, UsageError> {

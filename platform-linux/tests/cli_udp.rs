@@ -98,16 +98,47 @@ fn payload(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Both tunnel ends on loopback for a local service on `svc_port`: returns
+/// (-c child, -l child, the -l side's local port, the -c side's UDP port).
+fn start_pair(svc_port: u16, sessions: u32, c_extra: &[&str]) -> (Child, Child, u16, u16) {
+    let (lst, udp_c, udp_l) = (free_tcp(), free_udp(), free_udp());
+    let mut c_args: Vec<String> = [
+        "udp",
+        "-c",
+        &svc_port.to_string(),
+        "127.0.0.1",
+        &udp_l.to_string(),
+        "--bind-port",
+        &udp_c.to_string(),
+        "--sessions",
+        &sessions.to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    c_args.extend(c_extra.iter().map(|a| a.to_string()));
+    let l_args: Vec<String> = [
+        "udp",
+        "-l",
+        &lst.to_string(),
+        "127.0.0.1",
+        &udp_c.to_string(),
+        "--bind-port",
+        &udp_l.to_string(),
+        "--sessions",
+        &sessions.to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    (spawn(&c_args), spawn(&l_args), lst, udp_c)
+}
+
 #[test]
 fn two_sessions_one_after_another_byte_exact_both_ways() {
-    let (svc, lst, udp_c, udp_l) = (
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        free_tcp(),
-        free_udp(),
-        free_udp(),
-    );
+    let svc = TcpListener::bind("127.0.0.1:0").unwrap();
     let svc_port = svc.local_addr().unwrap().port();
-    // The local service: echo back a digest-like transform of each session.
+    // The local service: sends back each session's bytes reversed.
     let service = thread::spawn(move || {
         let mut lens = Vec::new();
         for _ in 0..2 {
@@ -123,28 +154,7 @@ fn two_sessions_one_after_another_byte_exact_both_ways() {
         }
         lens
     });
-    let c = spawn(&[
-        "udp".into(),
-        "-c".into(),
-        svc_port.to_string(),
-        "127.0.0.1".into(),
-        udp_l.to_string(),
-        "--bind-port".into(),
-        udp_c.to_string(),
-        "--sessions".into(),
-        "2".into(),
-    ]);
-    let l = spawn(&[
-        "udp".into(),
-        "-l".into(),
-        lst.to_string(),
-        "127.0.0.1".into(),
-        udp_c.to_string(),
-        "--bind-port".into(),
-        udp_l.to_string(),
-        "--sessions".into(),
-        "2".into(),
-    ]);
+    let (c, l, lst, _) = start_pair(svc_port, 2, &[]);
     for (i, len) in [(1u32, 300_000usize), (2, 123_457)] {
         let data = payload(i, len);
         let back = exchange(connect_retrying(lst), &data);
@@ -175,12 +185,7 @@ fn two_sessions_one_after_another_byte_exact_both_ways() {
 
 #[test]
 fn forged_and_foreign_datagrams_are_dropped_not_fatal() {
-    let (svc, lst, udp_c, udp_l) = (
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        free_tcp(),
-        free_udp(),
-        free_udp(),
-    );
+    let svc = TcpListener::bind("127.0.0.1:0").unwrap();
     let svc_port = svc.local_addr().unwrap().port();
     let service = thread::spawn(move || {
         let (mut s, _) = svc.accept().unwrap();
@@ -190,29 +195,7 @@ fn forged_and_foreign_datagrams_are_dropped_not_fatal() {
         s.shutdown(Shutdown::Write).unwrap();
         got.len()
     });
-    let c = spawn(&[
-        "udp".into(),
-        "-c".into(),
-        svc_port.to_string(),
-        "127.0.0.1".into(),
-        udp_l.to_string(),
-        "--bind-port".into(),
-        udp_c.to_string(),
-        "--sessions".into(),
-        "1".into(),
-        "-d".into(),
-    ]);
-    let l = spawn(&[
-        "udp".into(),
-        "-l".into(),
-        lst.to_string(),
-        "127.0.0.1".into(),
-        udp_c.to_string(),
-        "--bind-port".into(),
-        udp_l.to_string(),
-        "--sessions".into(),
-        "1".into(),
-    ]);
+    let (c, l, lst, udp_c) = start_pair(svc_port, 1, &["-d"]);
     // Garbage at the -c side: unknown types, truncated frames, a zlib bomb
     // header, bad digests — from a foreign address (127.0.0.2) and from the
     // peer's address but another port.

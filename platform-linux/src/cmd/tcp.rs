@@ -15,7 +15,7 @@ use punchwire_core::schedule::MAX_SKEW_BOUND_MS;
 use punchwire_core::time;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::args::{UsageError, parse_seconds_ms, text, usage};
+use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
 use punchwire_linux::net::{LinuxNet, close_gracefully};
 use punchwire_linux::{clock, relay};
 
@@ -96,15 +96,6 @@ fn ipv4(option: &str, v: &str) -> Result<Ipv4Addr, UsageError> {
         .map_err(|_| usage(format!("{option}: not an IPv4 address: {v:?}")))
 }
 
-fn port(option: &str, v: &str) -> Result<u16, UsageError> {
-    match v.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(usage(format!(
-            "{option}: expected a port 1-65535, got {v:?}"
-        ))),
-    }
-}
-
 fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
     let mut peer = None;
     let mut o = Options {
@@ -157,9 +148,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
             }
             Long("ttl") => {
                 let v = text("--ttl", p.value()?)?;
-                o.ttl = v
-                    .parse()
-                    .map_err(|_| usage(format!("--ttl: expected 0-255, got {v:?}")))?;
+                o.ttl = ttl("--ttl", &v)?;
             }
             Long("reference") => o.reference = true,
             Long("forward") => {

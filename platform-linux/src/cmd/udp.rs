@@ -11,7 +11,7 @@ use punchwire_core::tunnel::{
     self, Config, Endpoint, Flow, Local, Stats, TunnelConfig, TunnelError, TunnelEvent,
 };
 
-use crate::args::{UsageError, parse_seconds_ms, text, usage};
+use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
 use punchwire_linux::clock;
 use punchwire_linux::net::LinuxNet;
 
@@ -77,13 +77,6 @@ struct Options {
     ttl: u8,
     compress: bool,
     verbosity: i32,
-}
-
-fn port(name: &str, v: &str) -> Result<u16, UsageError> {
-    match v.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(usage(format!("{name}: expected a port 1-65535, got {v:?}"))),
-    }
 }
 
 fn seconds_u32(name: &str, v: &str, min_ms: i64) -> Result<u32, UsageError> {
@@ -161,9 +154,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
             }
             Long("ttl") => {
                 let v = text("--ttl", p.value()?)?;
-                o.ttl = v
-                    .parse()
-                    .map_err(|_| usage(format!("--ttl: expected 0-255, got {v:?}")))?;
+                o.ttl = ttl("--ttl", &v)?;
             }
             Long("no-compress") => o.compress = false,
             Long("bind-port") => {
