@@ -242,13 +242,21 @@ where
             return Ok(());
         }
         // ---- the peer's datagrams ----
+        let mut recv_errors = 0;
         loop {
             let (n, from) = match net.udp_recv_from(udp, &mut rx) {
                 Ok(r) => r,
                 Err(NetError::WouldBlock) => break,
                 // ICMP errors surface here on some stacks; they say nothing
-                // the heartbeats will not.
-                Err(_) => continue,
+                // the heartbeats will not. A socket that keeps failing is
+                // left for the next wake-up instead of spun on.
+                Err(_) => {
+                    recv_errors += 1;
+                    if recv_errors > 8 {
+                        break;
+                    }
+                    continue;
+                }
             };
             if from.ip() != peer.ip() {
                 emit!(TunnelEvent::Foreign(from));
