@@ -40,7 +40,7 @@ case "$target" in
 esac
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 tdir=${CARGO_TARGET_DIR:-$root/target}
 case "$tdir" in /*) ;; *) tdir="$root/$tdir" ;; esac
 pw="$tdir/$target/release/punchwire"
@@ -117,10 +117,10 @@ pids+=($!)
 sleep 0.2
 "${run[@]}" udp -c "$svc" 127.0.0.1 "$ua" --bind-port "$ub" --sessions 1 2>"$work/c.err" &
 cpid=$!
-pids+=($cpid)
+pids+=("$cpid")
 "${run[@]}" udp -l "$lst" 127.0.0.1 "$ub" --bind-port "$ua" --sessions 1 2>"$work/l.err" &
 lpid=$!
-pids+=($lpid)
+pids+=("$lpid")
 # Peak RSS: VmHWM only grows, so the last value read before exit is the peak.
 hwm() {
     local pid=$1 out=$2 v
