@@ -29,21 +29,29 @@
 //!
 //! ## Call order (driver contract)
 //! 1. [`PunchMachine::new`] with the config, `now` and the unix time.
-//! 2. Loop:
-//!    * drain [`poll_action`](PunchMachine::poll_action) and carry out each
-//!      [`Action`], reporting failures of `Connect` at once with
+//! 2. Loop (the generic [`punch`] driver does exactly this):
+//!    * **sockets first**: for every port in
+//!      [`connecting_ports`](PunchMachine::connecting_ports) report its
+//!      socket's status with [`handle_status`](PunchMachine::handle_status)
+//!      and the attempt that socket belongs to; for every open port with
+//!      [`read_len`](PunchMachine::read_len) > 0, read at most that many
+//!      bytes and pass them to [`handle_data`](PunchMachine::handle_data),
+//!      or report end of stream or an error with
+//!      [`handle_closed`](PunchMachine::handle_closed);
+//!    * **then timers**: [`handle_timeout`](PunchMachine::handle_timeout);
+//!    * **then actions**: drain [`poll_action`](PunchMachine::poll_action);
+//!      skip a `Connect` whose attempt is no longer
+//!      [`is_current`](PunchMachine::is_current), never replace a socket that
+//!      made progress (adopt it as the new attempt), and report failures at
+//!      once with [`handle_bind_error`](PunchMachine::handle_bind_error) or
 //!      [`handle_connect_error`](PunchMachine::handle_connect_error);
-//!    * for every port whose connect is in progress, report its status with
-//!      [`handle_status`](PunchMachine::handle_status);
-//!    * for every open port with [`read_len`](PunchMachine::read_len) > 0,
-//!      read at most that many bytes and pass them to
-//!      [`handle_data`](PunchMachine::handle_data), or report end of stream or
-//!      an error with [`handle_closed`](PunchMachine::handle_closed);
-//!    * stop when [`outcome`](PunchMachine::outcome) is `Some` (after draining
-//!      the actions once more: they close the losers);
-//!    * otherwise wait for socket readiness or
-//!      [`poll_timeout`](PunchMachine::poll_timeout), then call
-//!      [`handle_timeout`](PunchMachine::handle_timeout).
+//!    * stop when [`outcome`](PunchMachine::outcome) is `Some` (after the
+//!      actions: they close the losers);
+//!    * otherwise, if nothing progressed, wait for socket readiness or
+//!      [`poll_timeout`](PunchMachine::poll_timeout).
+//!
+//! Sockets before timers matters: a SYN that crossed ours since the last
+//! look must be seen before a timer replaces the socket.
 //!
 //! Calling `handle_timeout` early or twice is harmless. No method panics on
 //! anything the peer sends.
