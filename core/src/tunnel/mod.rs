@@ -66,8 +66,8 @@
 //!   seq bit flipped) from acking a frame that was never delivered. A
 //!   3-byte ack (udphp.py) is taken as is.
 //! * **Retransmission timer** as RFC 6298: SRTT/RTTVAR, Karn's rule (no
-//!   sample from a retransmitted frame), doubling on timeout, clamped to
-//!   `[rto_min, rto_max]`. An ack for a retransmitted frame gives no
+//!   sample from a retransmitted frame), doubling on timeout, at least
+//!   SRTT + `rto_min` and at most `rto_max`. An ack for a retransmitted frame gives no
 //!   sample but ends the backoff (as Linux does): with one frame in flight
 //!   the next frame would otherwise start with the doubled RTO.
 //! * **End of stream** is an empty data frame, sent once every byte before
