@@ -123,14 +123,15 @@ pub struct PunchConfig {
     pub election: Election,
     /// Continuous or reference timing.
     pub timing: Timing,
-    /// Spread of each fire around one interval after its prime, in percent
-    /// (50: anywhere from half to one and a half intervals). Every port and
-    /// every round gets its own phase, so the ports are independent tries
-    /// at crossing the peer's SYNs even on a path much shorter than the
-    /// interval.
+    /// Spread of the re-arms, in percent of the interval (0: exactly one
+    /// interval after a failure). With a spread, a failed port is re-armed
+    /// at its next *clock slot*: unix time is cut into slots of one
+    /// interval, and port `p` fires at a phase within slot `k` that is a
+    /// hash of `(p, k)`, no earlier than `interval × (1 − spread)` after the
+    /// failure. Two sides whose clocks agree fire each port at the same
+    /// instant, so their SYNs cross at once; with skewed clocks the phases
+    /// are unrelated each round, and the 16–32 ports are independent tries.
     pub jitter_percent: u8,
-    /// Seed of the jitter.
-    pub seed: u64,
 }
 
 impl PunchConfig {
@@ -146,7 +147,6 @@ impl PunchConfig {
             election: Election::Nonce(nonce),
             timing: Timing::Continuous,
             jitter_percent: DEFAULT_JITTER_PERCENT,
-            seed: nonce ^ 0x9e37_79b9_7f4a_7c15,
         }
     }
 }
@@ -336,8 +336,6 @@ pub struct PunchMachine {
     /// Reference timing: the one bucket.
     fixed_bucket: Option<i64>,
     next_tick: Instant,
-    /// xorshift64 state for the fire jitter (never zero).
-    rng: u64,
 }
 
 impl PunchMachine {
@@ -385,7 +383,6 @@ impl PunchMachine {
             buckets: None,
             fixed_bucket,
             next_tick: spray_from,
-            rng: config.seed | 1,
         };
         if let Some(part) = m.part {
             m.event(Event::Elected(part));
@@ -534,18 +531,22 @@ impl PunchMachine {
         });
     }
 
-    /// Time from a failure to the next arm: one interval, spread by the
-    /// jitter.
-    fn rearm_delay_us(&mut self) -> u64 {
-        let interval = self.config.interval_ms * 1000;
-        let spread = interval * u64::from(self.config.jitter_percent.min(100)) / 100;
+    /// When to re-arm `port` after a failure at `now` (see
+    /// [`PunchConfig::jitter_percent`]).
+    fn rearm_at(&self, port: u16, now: Instant) -> Instant {
+        let interval = self.config.interval_ms.max(1) as i64;
+        let spread = interval * i64::from(self.config.jitter_percent.min(100)) / 100;
         if spread == 0 {
-            return interval;
+            return time::add_millis(now, interval as u64);
         }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        interval - spread + self.rng % (2 * spread)
+        let unix = self.unix_time(now).as_millis();
+        let earliest = unix + interval - spread;
+        let first = earliest.div_euclid(interval);
+        let target = (first..first + 2)
+            .map(|k| k * interval + slot_phase(port, k, interval))
+            .find(|&t| t >= earliest)
+            .unwrap_or(earliest);
+        time::add_millis(now, (target - unix).max(0) as u64)
     }
 
     /// Whether a queued `Connect` (or a socket's report) for `attempt` on
@@ -687,7 +688,7 @@ impl PunchMachine {
             self.event(Event::Refused { port, error });
         }
         let at = match self.config.timing {
-            Timing::Continuous => time::add_micros(now, self.rearm_delay_us()),
+            Timing::Continuous => self.rearm_at(self.slots[i].port, now),
             // tcp_punch.py reconnects on its next pass.
             Timing::Reference => self.next_tick,
         };
@@ -862,3 +863,14 @@ impl PunchMachine {
 
 #[cfg(test)]
 mod tests;
+
+/// The phase (ms) of `port` within clock slot `slot`: the same on both
+/// sides, spread over the interval by a mixing hash (splitmix64).
+fn slot_phase(port: u16, slot: i64, interval: i64) -> i64 {
+    let mut z = (u64::from(port) << 48) ^ (slot as u64);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % interval as u64) as i64
+}

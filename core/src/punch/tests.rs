@@ -15,7 +15,7 @@ fn mid_bucket() -> UnixTime {
     bucket_start(40_476_190).offset_millis(21_000)
 }
 
-/// A machine without fire jitter, so tests can name exact times.
+/// A machine without re-arm spread, so tests can name exact times.
 fn machine_at(unix: UnixTime, mut config: PunchConfig) -> PunchMachine {
     config.jitter_percent = 0;
     PunchMachine::new(config, at_millis(0), unix).unwrap()
@@ -87,41 +87,68 @@ fn sprays_at_once_priming_every_fire() {
     assert!(connects(&drain(&mut m)).is_empty());
 }
 
-#[test]
-fn rearms_are_spread_per_port_and_per_round() {
+/// Unix instants (ms) at which each port is re-armed after every port
+/// failed at monotonic `fail_ms`, for a machine started at monotonic
+/// `start_ms` when its clock read `unix`.
+fn rearm_instants(
+    unix: UnixTime,
+    start_ms: u64,
+    fail_ms: u64,
+) -> std::collections::BTreeMap<u16, i64> {
     let mut cfg = PunchConfig::new(PEER, 1234);
     cfg.max_clock_error_ms = 0;
-    let rearm_times = |cfg: PunchConfig| {
-        let mut m = PunchMachine::new(cfg, at_millis(0), mid_bucket()).unwrap();
-        let ports: StdVec<u16> = connects(&drain(&mut m))
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        for p in &ports {
-            st(
-                &mut m,
-                *p,
-                ConnectStatus::Failed(NetError::Refused),
-                at_millis(0),
-            );
+    let mut m = PunchMachine::new(cfg, at_millis(start_ms), unix).unwrap();
+    let ports: StdVec<u16> = connects(&drain(&mut m))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    for p in &ports {
+        st(
+            &mut m,
+            *p,
+            ConnectStatus::Failed(NetError::Refused),
+            at_millis(fail_ms),
+        );
+    }
+    let mut at = std::collections::BTreeMap::new();
+    for t in fail_ms..=fail_ms + 200 {
+        m.handle_timeout(at_millis(t));
+        for (p, _) in connects(&drain(&mut m)) {
+            let unix_ms = unix.as_millis() + (t - start_ms) as i64;
+            at.entry(p).or_insert(unix_ms);
         }
-        let mut at = std::collections::BTreeMap::new();
-        for t in 0..=80u64 {
-            m.handle_timeout(at_millis(t));
-            for (p, _) in connects(&drain(&mut m)) {
-                at.entry(p).or_insert(t);
-            }
-        }
-        at
-    };
-    let first = rearm_times(cfg);
-    assert_eq!(first.len(), 16, "every port re-arms within 1.5 intervals");
-    assert!(first.values().all(|&t| (25..=75).contains(&t)), "{first:?}");
-    let distinct: BTreeSet<u64> = first.values().copied().collect();
-    assert!(distinct.len() >= 8, "phases are spread: {first:?}");
-    let mut other = cfg;
-    other.seed = 99;
-    assert_ne!(first, rearm_times(other), "another seed, other phases");
+    }
+    at
+}
+
+#[test]
+fn rearms_follow_clock_slots_spread_over_ports() {
+    let unix = mid_bucket();
+    let a = rearm_instants(unix, 0, 10);
+    assert_eq!(a.len(), 16, "every port re-arms");
+    let fail_unix = unix.as_millis() + 10;
+    for (&p, &t) in &a {
+        assert!(
+            (fail_unix + 25..=fail_unix + 125).contains(&t),
+            "port {p} at {t}"
+        );
+    }
+    let distinct: BTreeSet<i64> = a.values().copied().collect();
+    assert!(
+        distinct.len() >= 8,
+        "phases are spread over the ports: {a:?}"
+    );
+    // Another side with the same clock, started at another monotonic time
+    // and failing at the same unix moment, re-arms every port at the very
+    // same unix instants: the SYNs cross.
+    let b = rearm_instants(unix.offset_millis(-3_000), 5_000, 8_010);
+    assert_eq!(a, b);
+    // A clock 1.234 s off gives unrelated phases.
+    let c = rearm_instants(unix.offset_millis(1_234), 0, 10);
+    assert_ne!(
+        a.values().map(|t| t % 50).collect::<StdVec<_>>(),
+        c.values().map(|t| (t - 1_234) % 50).collect::<StdVec<_>>()
+    );
 }
 
 #[test]
