@@ -18,9 +18,10 @@
 //!   provokes kills the socket that sent it (the fire's socket ignores that
 //!   ICMP: it quotes another sequence number).
 //! * A fired SYN is left to the stack, which retransmits it, until it fails
-//!   (RST, refused, unreachable); then the port is armed again after one
-//!   spray interval, spread by a random jitter so that every port and every
-//!   round is an independent try at crossing the peer's SYNs. The machine
+//!   (RST, refused, unreachable); then the port is armed again at its next
+//!   clock slot (see [`PunchConfig::jitter_percent`]): sides whose clocks
+//!   agree fire each port at the same instant, skewed ones make every port
+//!   and round an independent try at crossing the peer's SYNs. The machine
 //!   never asks for a reset: losers are closed with FIN, and closing a socket
 //!   that is still in SYN-SENT sends nothing.
 //! * With [`Timing::Reference`] it behaves like `tcp_punch.py`: one bucket,
