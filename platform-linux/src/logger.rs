@@ -50,3 +50,14 @@ pub fn init(level: log::LevelFilter) {
     let _ = log::set_logger(logger);
     log::set_max_level(level);
 }
+
+/// Applies a subcommand's own `-v`/`-q` count on top of the global level:
+/// negative = errors only, 0 = unchanged, 1 = debug, more = trace.
+pub fn adjust(verbosity: i32) {
+    match verbosity {
+        i32::MIN..=-1 => log::set_max_level(log::LevelFilter::Error),
+        0 => {}
+        1 => log::set_max_level(log::LevelFilter::Debug),
+        _ => log::set_max_level(log::LevelFilter::Trace),
+    }
+}

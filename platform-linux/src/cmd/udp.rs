@@ -208,12 +208,7 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         print!("{HELP}");
         return Ok(0);
     };
-    match o.verbosity {
-        i32::MIN..=-1 => log::set_max_level(log::LevelFilter::Error),
-        0 => {}
-        1 => log::set_max_level(log::LevelFilter::Debug),
-        _ => log::set_max_level(log::LevelFilter::Trace),
-    }
+    crate::logger::adjust(o.verbosity);
     let mut net = match LinuxNet::new() {
         Ok(n) => n,
         Err(e) => {
