@@ -11,6 +11,18 @@ pub fn load(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The payload of a compat_frames.json entry (hex, or one of its recipes).
+pub fn compat_payload(case: &serde_json::Value) -> Vec<u8> {
+    if let Some(hex) = case["payload_hex"].as_str() {
+        return unhex(hex);
+    }
+    match case["payload_recipe"].as_str().unwrap() {
+        "'abc'*2000" => b"abc".repeat(2000),
+        "40000 zero bytes" => std::vec![0u8; 40_000],
+        other => panic!("unknown payload recipe {other}"),
+    }
+}
+
 /// Decodes a hex string.
 pub fn unhex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "odd hex length");

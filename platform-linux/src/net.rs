@@ -201,14 +201,6 @@ impl LinuxNet {
         }
     }
 
-    /// The local address of a socket (for logs and tests).
-    pub fn local_addr(&self, h: Handle) -> Option<SocketAddr> {
-        match self.entry(h).ok()? {
-            Entry::Udp(s) => s.local_addr().ok(),
-            Entry::Tcp(s) | Entry::Listener(s) => s.local_addr().ok()?.as_socket(),
-        }
-    }
-
     fn stream_socket() -> NetResult<Socket> {
         let s = map(Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)))?;
         map(s.set_nonblocking(true))?;

@@ -3,20 +3,9 @@ extern crate std;
 use super::*;
 use crate::compress::Inflater;
 use crate::digest::Digest;
-use crate::vectors::{XorShift, load, unhex};
+use crate::vectors::{XorShift, compat_payload, load, unhex};
 use std::vec;
 use std::vec::Vec;
-
-fn payload_of(case: &serde_json::Value) -> Vec<u8> {
-    if let Some(hex) = case["payload_hex"].as_str() {
-        return unhex(hex);
-    }
-    match case["payload_recipe"].as_str().unwrap() {
-        "'abc'*2000" => b"abc".repeat(2000),
-        "40000 zero bytes" => vec![0u8; 40_000],
-        other => panic!("unknown payload recipe {other}"),
-    }
-}
 
 #[test]
 fn every_compat_vector_decodes_and_re_emits() {
@@ -31,7 +20,7 @@ fn every_compat_vector_decodes_and_re_emits() {
         kinds.push(kind.as_bytes()[0]);
         match (kind, repr) {
             ("U" | "C", Repr::Data(d)) => {
-                let payload = payload_of(case);
+                let payload = compat_payload(case);
                 assert_eq!(d.compressed, kind == "C");
                 assert_eq!(u64::from(d.seq), case["seqno"].as_u64().unwrap());
                 assert_eq!(usize::from(d.len), payload.len());

@@ -65,7 +65,7 @@ pub use driver::{PunchDriverError, punch};
 pub use election::{Election, Part};
 
 use core::fmt;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::Ipv4Addr;
 
 use heapless::{Deque, Vec};
 
@@ -278,13 +278,6 @@ pub struct Winner {
     pub port: u16,
     /// This side's part.
     pub part: Part,
-}
-
-impl Winner {
-    /// The peer's address on the winning connection.
-    pub fn peer_addr(&self, peer: Ipv4Addr) -> SocketAddrV4 {
-        SocketAddrV4::new(peer, self.port)
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

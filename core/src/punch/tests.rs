@@ -53,6 +53,11 @@ fn connects(actions: &[Action]) -> StdVec<(u16, u8)> {
         .collect()
 }
 
+/// Ports of the `Connect` actions queued so far, in order.
+fn connect_ports(m: &mut PunchMachine) -> StdVec<u16> {
+    connects(&drain(m)).into_iter().map(|(p, _)| p).collect()
+}
+
 fn ports_of(b: i64) -> BTreeSet<u16> {
     BucketPorts::new(b)
         .ports
@@ -98,10 +103,7 @@ fn rearm_instants(
     let mut cfg = PunchConfig::new(PEER, 1234);
     cfg.max_clock_error_ms = 0;
     let mut m = PunchMachine::new(cfg, at_millis(start_ms), unix).unwrap();
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     for p in &ports {
         st(
             &mut m,
@@ -166,10 +168,7 @@ fn near_a_bucket_edge_it_sprays_both_buckets() {
     // 5 s before bucket 40476191 starts: ±20 s covers both.
     let t = bucket_start(40_476_191).offset_millis(-5_000);
     let mut m = machine_at(t, PunchConfig::new(PEER, 1));
-    let got: BTreeSet<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let got: BTreeSet<u16> = connect_ports(&mut m).into_iter().collect();
     let want: BTreeSet<u16> = ports_of(40_476_190)
         .union(&ports_of(40_476_191))
         .copied()
@@ -285,10 +284,7 @@ fn stale_reports_and_connects_are_ignored() {
 #[test]
 fn never_writes_while_spraying() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     for step in 1..200u64 {
         let now = at_millis(step * 25);
         m.handle_timeout(now);
@@ -309,10 +305,7 @@ fn never_writes_while_spraying() {
 #[test]
 fn unbindable_ports_are_skipped_and_all_skipped_is_an_error() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     bind_err(&mut m, ports[0], NetError::AddrInUse, at_millis(1));
     assert!(events(&mut m).contains(&Event::PortSkipped {
         port: ports[0],
@@ -423,10 +416,7 @@ impl Pair {
         let mut a = machine_at(mid_bucket(), ca);
         let mut b = machine_at(mid_bucket(), cb);
         // (jitter off: the pair is stepped by hand)
-        let ports = connects(&drain(&mut a))
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let ports = connect_ports(&mut a);
         drain(&mut b);
         Pair {
             a,
@@ -601,10 +591,7 @@ fn reading_our_own_hello_is_a_self_connection() {
 #[test]
 fn garbage_instead_of_a_hello_drops_only_that_connection() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 77));
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
     m.handle_data(ports[0], b"GET / HTTP/1");
@@ -616,10 +603,7 @@ fn garbage_instead_of_a_hello_drops_only_that_connection() {
 #[test]
 fn follower_rejects_anything_but_the_choice_byte() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
     let mut hello = StdVec::from(*b"PWH1");
@@ -675,10 +659,7 @@ fn first_connected_keeps_the_first() {
     let mut cfg = PunchConfig::new(PEER, 1);
     cfg.election = Election::FirstConnected;
     let mut m = machine_at(mid_bucket(), cfg);
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[3], ConnectStatus::Connected, at_millis(5));
     assert_eq!(
         m.outcome(),
@@ -693,10 +674,7 @@ fn first_connected_keeps_the_first() {
 #[test]
 fn open_connection_that_closes_is_not_rearmed() {
     let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
     m.handle_closed(ports[0], at_millis(6));
@@ -712,10 +690,7 @@ fn election_timeout_is_told_apart_from_no_connection() {
     let mut cfg = PunchConfig::new(PEER, 1);
     cfg.timeout_ms = 1_000;
     let mut m = machine_at(mid_bucket(), cfg);
-    let ports: StdVec<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     m.handle_timeout(at_millis(1_000));
     assert_eq!(m.outcome(), Some(Err(PunchError::ElectionTimeout)));
@@ -764,10 +739,7 @@ fn reference_timing_moves_past_a_close_rendezvous() {
     let mut m = machine_at(UnixTime::from_secs(1_700_000_037), cfg);
     assert_eq!(m.poll_timeout(), Some(at_millis(10_000)));
     m.handle_timeout(at_millis(10_000));
-    let got: BTreeSet<u16> = connects(&drain(&mut m))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let got: BTreeSet<u16> = connect_ports(&mut m).into_iter().collect();
     assert_eq!(got, ports_of(40_476_191));
     // A rendezvous is either 10 s or more away (capped) or skipped for one
     // at least 32 s away: the reference always sleeps exactly 10 s.
@@ -786,7 +758,7 @@ fn reference_timing_moves_past_a_close_rendezvous() {
 
 /// Ports a machine has armed since `from` (Connect actions).
 fn armed_ports(m: &mut PunchMachine) -> BTreeSet<u16> {
-    connects(&drain(m)).into_iter().map(|(p, _)| p).collect()
+    connect_ports(m).into_iter().collect()
 }
 
 #[test]

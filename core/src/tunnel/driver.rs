@@ -23,7 +23,7 @@
 //!   A local reset ends our direction like an EOF.
 
 use core::fmt;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::SocketAddrV4;
 
 use super::{DatagramError, Endpoint, Event, Stats};
 use crate::frame::{HEADER_LEN, MAX_PAYLOAD, Repr, Role};
@@ -470,9 +470,4 @@ where
         deadline = time::earliest(deadline, stop_at);
         now = net.wait(deadline).map_err(TunnelError::Wait)?;
     }
-}
-
-/// The peer address for `ip` and `port`.
-pub fn peer(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(ip, port)
 }

@@ -7,7 +7,7 @@ use crate::compress::{Inflater, MIN_GAIN};
 use crate::digest::Digest;
 use crate::frame::{DataRepr, HEADER_LEN, HeartbeatRepr, Repr, Role};
 use crate::time::{Instant, at_millis};
-use crate::vectors::{XorShift, load, unhex};
+use crate::vectors::{XorShift, compat_payload, load, unhex};
 use std::vec;
 use std::vec::Vec;
 
@@ -707,17 +707,6 @@ fn a_bit_flipped_stale_ack_cannot_confirm_the_frame_in_flight() {
 
 // ---- interop with udphp.py's frames ----
 
-fn payload_of(case: &serde_json::Value) -> Vec<u8> {
-    if let Some(hex) = case["payload_hex"].as_str() {
-        return unhex(hex);
-    }
-    match case["payload_recipe"].as_str().unwrap() {
-        "'abc'*2000" => b"abc".repeat(2000),
-        "40000 zero bytes" => vec![0u8; 40_000],
-        other => panic!("unknown payload recipe {other}"),
-    }
-}
-
 #[test]
 fn every_compat_vector_is_handled_as_udphp_would() {
     let v = load("compat_frames.json");
@@ -727,7 +716,7 @@ fn every_compat_vector_is_handled_as_udphp_would() {
         match case["kind"].as_str().unwrap() {
             "U" | "C" => {
                 let seq = case["seqno"].as_u64().unwrap() as u16;
-                let payload = payload_of(case);
+                let payload = compat_payload(case);
                 ep.set_seqs(0, seq);
                 assert_eq!(
                     ep.handle_datagram(t(1), &bytes),

@@ -1,10 +1,11 @@
 //! `punchwire schedule`: print the shared-clock port schedule.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lexopt::prelude::*;
 use punchwire_core::schedule::{self, BucketPorts, MAX_SKEW_BOUND_MS, UnixTime};
+
+use punchwire_linux::clock;
 
 use crate::args::{UsageError, parse_seconds_ms, text, usage};
 
@@ -65,15 +66,6 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         }
     }
     Ok(Some(opts))
-}
-
-/// Unix time now, from the system clock.
-pub fn system_unix_time() -> UnixTime {
-    let ms = match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    };
-    UnixTime::from_millis(ms)
 }
 
 fn port_list(b: &BucketPorts) -> String {
@@ -174,7 +166,7 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     let t = opts
         .at_ms
         .map(UnixTime::from_millis)
-        .unwrap_or_else(system_unix_time);
+        .unwrap_or_else(|| clock::unix_now(0));
     if opts.json {
         println!("{}", render_json(t, opts.max_error_ms));
     } else {

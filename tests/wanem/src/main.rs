@@ -398,6 +398,18 @@ fn socket_drops(side: &Side, total: &mut u64) -> u64 {
     *total
 }
 
+/// Prints both directions' counters with the sockets' receive drops.
+fn dump_stats(sides: &[Side; 2], rx_drops: &mut [u64; 2], dirs: &[Direction; 2]) {
+    let (da, db) = (
+        socket_drops(&sides[0], &mut rx_drops[0]),
+        socket_drops(&sides[1], &mut rx_drops[1]),
+    );
+    print_stats(&[
+        ("A->B".into(), &dirs[0].stats, da),
+        ("B->A".into(), &dirs[1].stats, db),
+    ]);
+}
+
 fn print_stats(dirs: &[(String, &Stats, u64); 2]) {
     for (name, s, rx_drops) in dirs {
         eprintln!(
@@ -511,14 +523,7 @@ fn run(args: Args) -> io::Result<()> {
     ];
     while !TERM.load(Ordering::Relaxed) {
         if DUMP.swap(false, Ordering::Relaxed) {
-            let (da, db) = (
-                socket_drops(&sides[0], &mut rx_drops[0]),
-                socket_drops(&sides[1], &mut rx_drops[1]),
-            );
-            print_stats(&[
-                ("A->B".into(), &dirs[0].stats, da),
-                ("B->A".into(), &dirs[1].stats, db),
-            ]);
+            dump_stats(&sides, &mut rx_drops, &dirs);
         }
         let t = now();
         let next = dirs.iter().filter_map(|d| d.next_release()).min();
@@ -593,14 +598,7 @@ fn run(args: Args) -> io::Result<()> {
             }
         }
     }
-    let (da, db) = (
-        socket_drops(&sides[0], &mut rx_drops[0]),
-        socket_drops(&sides[1], &mut rx_drops[1]),
-    );
-    print_stats(&[
-        ("A->B".into(), &dirs[0].stats, da),
-        ("B->A".into(), &dirs[1].stats, db),
-    ]);
+    dump_stats(&sides, &mut rx_drops, &dirs);
     Ok(())
 }
 
