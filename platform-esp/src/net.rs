@@ -221,6 +221,23 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
             .count()
     }
 
+    /// Sockets closed by their owner whose FIN exchange is still going
+    /// (queued data unacknowledged, FIN unanswered). Keep polling until this
+    /// is 0 before dropping the stack, or the peer loses the tail.
+    pub fn tcp_closing(&mut self) -> usize {
+        let sockets = &self.sockets;
+        self.tcp
+            .iter()
+            .filter(|s| {
+                s.usage == TcpUse::Draining
+                    && !matches!(
+                        sockets.get::<tcp::Socket>(s.handle).state(),
+                        tcp::State::TimeWait | tcp::State::Closed
+                    )
+            })
+            .count()
+    }
+
     /// Polls the interface once: receives what the device has, sends what
     /// the sockets queued, and returns whether any socket may have changed.
     pub fn poll(&mut self) -> bool {

@@ -449,6 +449,19 @@ pub fn run_until<N: Wait>(net: &mut N, d: Duration, done: impl Fn() -> bool) {
     }
 }
 
+/// Keeps a node's stack running until every closed socket has finished
+/// its FIN exchange (at most `d`): dropping a smoltcp stack right after a
+/// close loses whatever it had not delivered yet.
+pub fn settle(net: &mut HubNet, d: Duration) {
+    let end = StdInstant::now() + d;
+    while net.tcp_closing() > 0 && StdInstant::now() < end {
+        let tick = time::add_millis(net.now(), 50);
+        if net.wait(Some(tick)).is_err() {
+            break;
+        }
+    }
+}
+
 /// Keeps the stack running for `d` (FINs and acks go out).
 pub fn run_for<N: Wait>(net: &mut N, d: Duration) {
     let end = time::add_micros(net.now(), d.as_micros() as u64);

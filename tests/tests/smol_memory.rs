@@ -14,7 +14,7 @@ use punchwire_core::punch::{self, PunchConfig, PunchMachine};
 use punchwire_core::schedule::UnixTime;
 use punchwire_core::tunnel::{self, Config, Endpoint, Flow, Local, TunnelConfig, TunnelEvent};
 use punchwire_tests::smol::{
-    Faults, Hub, Sizes, connect_wait, exchange, hub_node, run_for, run_until, test_bytes,
+    Faults, Hub, Sizes, connect_wait, exchange, hub_node, run_for, run_until, settle, test_bytes,
 };
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -75,6 +75,7 @@ fn punch_side(
         .unwrap_or_else(|e| panic!("{me}: {e}"));
     eprintln!("{me}: exchanged 100 KB each way in {:?}", t0.elapsed());
     net.tcp_close(socket);
+    settle(&mut net, Duration::from_secs(10));
     // Our stack stays up until the peer has everything (a device does not
     // vanish after its last write).
     done.fetch_add(1, Ordering::SeqCst);
@@ -159,19 +160,24 @@ fn gateway(
         local,
         prime_ttl: 0,
         normal_ttl: 64,
-        stats_every_ms: None,
+        stats_every_ms: Some(5000),
     };
+    let trace = std::env::var_os("PW_TRACE").is_some();
     let mut events = Vec::new();
     let started = std::time::Instant::now();
     tunnel::run(&mut net, &mut *ep, cfg, |e| {
         let stop = matches!(e, TunnelEvent::SessionEnded(1))
             || started.elapsed() > Duration::from_secs(90);
+        if trace {
+            eprintln!("{me} {:?} {e:?}", started.elapsed());
+        }
         events.push(e);
         if stop { Flow::Stop } else { Flow::Continue }
     })
     .unwrap_or_else(|e| panic!("{me}: tunnel failed: {e}"));
     // The stack outlives the tunnel (as on the device): the local FIN's
     // retransmissions go on after the session ended.
+    settle(&mut net, Duration::from_secs(10));
     run_until(&mut net, Duration::from_secs(30), || {
         apps_done.load(Ordering::SeqCst) == 2
     });
@@ -207,7 +213,7 @@ fn tunnel_session_with_loss_and_corruption() {
         };
         let got = exchange(&mut net, s, &reply, Duration::from_secs(90)).unwrap();
         net.tcp_close(s);
-        run_for(&mut net, Duration::from_millis(300));
+        settle(&mut net, Duration::from_secs(10));
         done.fetch_add(1, Ordering::SeqCst);
         got
     });
@@ -254,7 +260,7 @@ fn tunnel_session_with_loss_and_corruption() {
         };
         let got = exchange(&mut net, s, &request, Duration::from_secs(90)).unwrap();
         net.tcp_close(s);
-        run_for(&mut net, Duration::from_millis(300));
+        settle(&mut net, Duration::from_secs(10));
         done2.fetch_add(1, Ordering::SeqCst);
         got
     });
