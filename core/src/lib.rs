@@ -10,7 +10,8 @@
 //! | [`frame`] | the udphp v0.12 datagrams `U C A N H`: checked views, `parse`/`emit` |
 //! | [`compress`] | zlib per frame with the MIN_GAIN rule; heap-free, bomb-proof inflation |
 //! | [`digest`] | the 11-byte MD5 prefix carried in data frames |
-//! | [`time`] | monotonic instants on an `embedded-time` base; the core never reads a clock |
+//! | [`time`] | monotonic instants on an `embedded-time` base, and a unix clock carried on them; the core never reads a clock |
+//! | [`sntp`] | a sans-IO SNTPv4 client: unix time from one server exchange, with an error bound |
 //! | [`tunnel`] | the udphp v0.12 tunnel as a sans-IO endpoint: send window, RFC 6298 retransmission timer, heartbeats |
 //! | [`net`] | the socket traits the platforms implement (`Udp`, `Tcp`, `Wait`) |
 //!
@@ -38,6 +39,7 @@ pub mod frame;
 pub mod net;
 pub mod punch;
 pub mod schedule;
+pub mod sntp;
 pub mod time;
 pub mod tunnel;
 
