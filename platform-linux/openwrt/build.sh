@@ -9,7 +9,7 @@ ZIGBUILD_VERSION=0.24.1
 ZIGLANG_VERSION=0.15.2
 
 usage() {
-    cat <<'USAGE'
+    cat <<USAGE
 Usage: platform-linux/openwrt/build.sh TARGET
        platform-linux/openwrt/build.sh --tools
        platform-linux/openwrt/build.sh --help
@@ -21,23 +21,24 @@ is the stripped binary's size and path:
     <bytes> bytes (<KiB> KiB) <path>
 
 Tier 2 targets: stable Rust and rust-lld (configured in .cargo/config.toml);
-installs the target's standard library with `rustup target add` if missing.
+installs the target's standard library with \`rustup target add\` if missing.
   aarch64-unknown-linux-musl       64-bit ARM routers (e.g. OpenWrt armsr/armv8, mediatek/filogic)
   x86_64-unknown-linux-musl        x86-64 routers and VMs (OpenWrt x86/64)
 
 Tier 3 targets (Rust ships no standard library for them): a pinned nightly
-(nightly-2026-05-20, or $PUNCHWIRE_NIGHTLY) rebuilds std with -Zbuild-std
+($NIGHTLY; \$PUNCHWIRE_NIGHTLY overrides) rebuilds std with -Zbuild-std
 (std,panic_abort; std feature optimize_for_size, no backtrace symbolizer)
 and cargo-zigbuild links with zig's musl (fully static, soft-float on MIPS).
 Unwind tables are left out (panic=abort); MIPS binaries also lose their
 .pdr section (llvm-objcopy), which only debuggers read.
   mipsel-unknown-linux-musl        MIPS32r2 little endian, e.g. OpenWrt ramips/mt7621 (mipsel_24kc)
   mips-unknown-linux-musl          MIPS32r2 big endian, e.g. OpenWrt ath79 (mips_24kc)
-  armv7-unknown-linux-musleabihf   32-bit ARM with VFP, e.g. OpenWrt ipq40xx, mvebu (arm_cortex-a*_vfpv4/neon)
+  armv7-unknown-linux-musleabihf   32-bit ARM with VFP, e.g. OpenWrt ipq40xx (arm_cortex-a7_neon-vfpv4),
+                                   mvebu (arm_cortex-a9_vfpv3-d16)
 Missing tier 3 tools are installed first (needs the network): the nightly
-with rust-src and llvm-tools (rustup), cargo-zigbuild 0.24.1
-(cargo install --locked) and zig from PyPI's ziglang 0.15.2 (pip install
---target into ~/.cache/punchwire, or $PUNCHWIRE_TOOLS; python3-pip is
+with rust-src and llvm-tools (rustup), cargo-zigbuild $ZIGBUILD_VERSION
+(cargo install --locked) and zig from PyPI's ziglang $ZIGLANG_VERSION (pip install
+--target into ~/.cache/punchwire, or \$PUNCHWIRE_TOOLS; python3-pip is
 installed with apt-get when run as root and missing). --tools only installs
 them.
 
