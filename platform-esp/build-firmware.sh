@@ -5,7 +5,8 @@
 # platform-esp/firmware/README.md); unset ones take harmless defaults.
 # Prints a size report and everything else to stderr; the LAST line of
 # stdout is the ELF's absolute path. With espflash on PATH it also writes
-# ELF.bin (`espflash save-image`), ready for `espflash write-bin 0x10000`.
+# the app image ELF.bin (`espflash save-image`); flashing the ELF with
+# `espflash flash` is the simpler way onto a board.
 set -euo pipefail
 cd "$(dirname "$0")/firmware"
 
