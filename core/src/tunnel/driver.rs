@@ -26,7 +26,7 @@ use core::fmt;
 use core::net::SocketAddrV4;
 
 use super::{DatagramError, Endpoint, Event, Stats};
-use crate::frame::{HEADER_LEN, MAX_PAYLOAD, Repr, Role};
+use crate::frame::{MAX_FRAME_LEN, Repr, Role};
 use crate::net::{ConnectStatus, NetError, Tcp, Udp, Wait};
 use crate::time::{self, Instant};
 
@@ -187,16 +187,59 @@ fn announced(tail: &[u8]) -> Option<u32> {
     }
 }
 
-/// Runs the tunnel until `on_event` says stop (or the backend fails).
+/// Datagram buffers of [`run_with`]: where the peer's datagrams are
+/// received and ours are built.
+pub struct Buffers<'a> {
+    /// Receive buffer. A datagram longer than this is dropped (counted as
+    /// bad): give it [`MAX_FRAME_LEN`] + 1 bytes to take any udphp.py frame,
+    /// or the path MTU's payload on a device that cannot reassemble
+    /// fragments anyway.
+    pub rx: &'a mut [u8],
+    /// Transmit buffer: at least the endpoint's `MAX_DATAGRAM` bytes.
+    pub tx: &'a mut [u8],
+}
+
+/// Runs the tunnel until `on_event` says stop (or the backend fails), with
+/// receive and transmit buffers of the largest frame on the stack (about
+/// 80 KB); see [`run_with`] to bring your own.
 pub fn run<N, const W: usize, const F: usize>(
     net: &mut N,
     ep: &mut Endpoint<W, F>,
     cfg: TunnelConfig,
+    on_event: impl FnMut(TunnelEvent) -> Flow,
+) -> Result<(), TunnelError>
+where
+    N: Udp + Tcp + Wait,
+{
+    let mut rx = [0u8; MAX_FRAME_LEN + 1];
+    let mut tx = [0u8; MAX_FRAME_LEN];
+    let buffers = Buffers {
+        rx: &mut rx,
+        tx: &mut tx[..Endpoint::<W, F>::MAX_DATAGRAM],
+    };
+    run_with(net, ep, cfg, buffers, on_event)
+}
+
+/// [`run`] with the caller's datagram buffers (e.g. `static`s sized for the
+/// device's MTU on a microcontroller).
+///
+/// # Panics
+/// If `buffers.tx` is shorter than the endpoint's `MAX_DATAGRAM`.
+pub fn run_with<N, const W: usize, const F: usize>(
+    net: &mut N,
+    ep: &mut Endpoint<W, F>,
+    cfg: TunnelConfig,
+    buffers: Buffers<'_>,
     mut on_event: impl FnMut(TunnelEvent) -> Flow,
 ) -> Result<(), TunnelError>
 where
     N: Udp + Tcp + Wait,
 {
+    assert!(
+        buffers.tx.len() >= Endpoint::<W, F>::MAX_DATAGRAM,
+        "the transmit buffer must hold the endpoint's MAX_DATAGRAM"
+    );
+    let Buffers { rx, tx } = buffers;
     let udp = net.udp_bind(cfg.udp_port).map_err(TunnelError::UdpBind)?;
     let listener = match cfg.local {
         Local::Listen(port) => Some(net.tcp_listen(port).map_err(TunnelError::Listen)?),
@@ -215,8 +258,6 @@ where
     // being announced and not yet echoed.
     let mut announced_up_to: u32 = 1;
     let mut announce_at: Option<Instant> = None;
-    let mut rx = [0u8; MAX_PAYLOAD + HEADER_LEN + 1];
-    let mut tx = [0u8; MAX_PAYLOAD + HEADER_LEN];
     let mut chunk = [0u8; 4096];
     let ttl_normal = cfg.normal_ttl;
     if cfg.prime_ttl > 0 {
@@ -244,7 +285,7 @@ where
         // ---- the peer's datagrams ----
         let mut recv_errors = 0;
         loop {
-            let (n, from) = match net.udp_recv_from(udp, &mut rx) {
+            let (n, from) = match net.udp_recv_from(udp, rx) {
                 Ok(r) => r,
                 Err(NetError::WouldBlock) => break,
                 // ICMP errors surface here on some stacks; they say nothing
@@ -442,7 +483,7 @@ where
         }
 
         // ---- output ----
-        while let Some(n) = ep.poll_transmit(now, &mut tx) {
+        while let Some(n) = ep.poll_transmit(now, tx) {
             match net.udp_send_to(udp, &tx[..n], peer) {
                 // A full send queue loses this datagram like the network
                 // would; the endpoint retransmits.

@@ -94,7 +94,7 @@ mod recv;
 mod rtt;
 mod send;
 
-pub use driver::{Flow, Local, TunnelConfig, TunnelError, TunnelEvent, run};
+pub use driver::{Buffers, Flow, Local, TunnelConfig, TunnelError, TunnelEvent, run, run_with};
 pub use endpoint::Endpoint;
 
 use crate::compress::InflateError;
