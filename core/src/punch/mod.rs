@@ -650,7 +650,11 @@ impl PunchMachine {
     }
 
     /// Binding the port for a `Connect` failed: the port is skipped for
-    /// the rest of the punch (another program holds it).
+    /// the rest of the punch (another program holds it). `NoBuffers` is
+    /// the exception: the backend's socket pool is empty for now (a
+    /// microcontroller has fewer sockets than a punch over two buckets has
+    /// ports), so the port is re-armed like a failed connect and gets a
+    /// socket when another port's is released.
     pub fn handle_bind_error(&mut self, port: u16, attempt: u32, error: NetError, now: Instant) {
         if !self.is_current(port, attempt) {
             return;
@@ -658,6 +662,10 @@ impl PunchMachine {
         let Some(i) = self.slot_index(port) else {
             return;
         };
+        if error == NetError::NoBuffers {
+            self.failed(i, error, now);
+            return;
+        }
         self.slots[i].phase = Phase::Skipped;
         self.event(Event::PortSkipped { port, error });
         self.handle_timeout(now);

@@ -322,6 +322,24 @@ fn unbindable_ports_are_skipped_and_all_skipped_is_an_error() {
 }
 
 #[test]
+fn an_empty_socket_pool_rearms_instead_of_skipping() {
+    let mut m = machine_at(mid_bucket(), PunchConfig::new(PEER, 1));
+    let ports: StdVec<u16> = connect_ports(&mut m);
+    for p in &ports {
+        bind_err(&mut m, *p, NetError::NoBuffers, at_millis(1));
+    }
+    assert_eq!(m.outcome(), None);
+    assert!(
+        !events(&mut m)
+            .iter()
+            .any(|e| matches!(e, Event::PortSkipped { .. }))
+    );
+    m.handle_timeout(at_millis(51));
+    let again: BTreeSet<u16> = connect_ports(&mut m).into_iter().collect();
+    assert_eq!(again, ports.iter().copied().collect());
+}
+
+#[test]
 fn times_out_and_closes_what_is_in_flight() {
     let mut cfg = PunchConfig::new(PEER, 1);
     cfg.timeout_ms = 3_000;

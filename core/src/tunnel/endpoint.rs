@@ -110,6 +110,39 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
         ep
     }
 
+    /// Makes this endpoint what [`new`](Self::new) would return, in place:
+    /// a caller that keeps the endpoint in a `static` (a microcontroller)
+    /// starts a new tunnel without building a second one (tens of KB) on
+    /// the stack. The buffers' old bytes stay but are never read again.
+    pub fn reset(&mut self, config: Config, now: Instant) {
+        self.config = config;
+        self.send.reset(config.frame_size);
+        self.recv.reset();
+        self.rtt = RttEstimator::new(
+            ms_to_us(config.rto_initial),
+            ms_to_us(config.rto_min),
+            ms_to_us(config.rto_max),
+        );
+        self.control.clear();
+        self.events.clear();
+        self.heartbeat_at = add_micros(now, ms_to_us(config.heartbeat_interval));
+        self.heartbeat_due = true;
+        self.last_heard = now;
+        self.heard_ever = false;
+        self.silent = false;
+        self.peer_finished_reported = false;
+        self.failed = false;
+        self.stats = Stats::default();
+        #[cfg(feature = "deflate")]
+        {
+            self.deflater = config
+                .compress
+                .then(|| crate::compress::Deflater::new(crate::compress::DEFAULT_LEVEL));
+        }
+        self.config.frame_size = self.send.frame_size();
+        self.sync_rtt_stats();
+    }
+
     /// The configuration in use (`frame_size` as clamped).
     pub fn config(&self) -> &Config {
         &self.config

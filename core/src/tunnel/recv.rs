@@ -52,6 +52,16 @@ impl Receiver {
         }
     }
 
+    /// Back to [`new`](Self::new)'s state; the buffer's bytes are left
+    /// (nothing reads outside `start..end`).
+    pub(super) fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.expected = 0;
+        self.fin = false;
+        self.refused = None;
+    }
+
     pub(super) fn expected(&self) -> u16 {
         self.expected
     }

@@ -49,6 +49,21 @@ impl<const F: usize> Slot<F> {
         }
     }
 
+    fn reset(&mut self) {
+        self.used = false;
+        self.seq = 0;
+        self.compressed = false;
+        self.len = 0;
+        self.digest = Digest::default();
+        self.body_len = 0;
+        self.transmissions = 0;
+        self.due = false;
+        self.first_sent = None;
+        self.last_sent = None;
+        self.rto_at = None;
+        self.given_up = false;
+    }
+
     fn in_flight(&self) -> bool {
         self.used && self.transmissions > 0
     }
@@ -87,6 +102,20 @@ impl<const W: usize, const F: usize> SendWindow<W, F> {
             fin_seq: None,
             fin_acked: false,
         }
+    }
+
+    /// Back to [`new`](Self::new)'s state without touching the frame
+    /// bodies (nothing reads past `staged` or a slot's `body_len`).
+    pub(super) fn reset(&mut self, frame_size: usize) {
+        self.staged = 0;
+        for slot in self.slots.iter_mut() {
+            slot.reset();
+        }
+        self.next_seq = 0;
+        self.frame_size = frame_size.clamp(1, F);
+        self.fin_requested = false;
+        self.fin_seq = None;
+        self.fin_acked = false;
     }
 
     pub(super) fn next_seq(&self) -> u16 {

@@ -972,3 +972,45 @@ fn sessions_follow_each_other_on_one_frame_stream() {
     assert_eq!(a.next_send_seq(), 3);
     assert_eq!(b.expected_seq(), 3);
 }
+
+#[test]
+fn reset_in_place_is_a_fresh_endpoint() {
+    // Use one: data both ways, a frame in flight, an ack, silence.
+    let mut used = endpoint(Role::Connect);
+    used.send(b"hello");
+    let sent = drain(&mut used, t(10));
+    assert!(!sent.is_empty());
+    used.handle_datagram(t(20), &u_frame(0, b"peer")).unwrap();
+    used.send(b"more");
+    used.close_send();
+    used.handle_timeout(t(200_000));
+    let _ = drain(&mut used, t(200_000));
+    let _ = events(&mut used);
+
+    used.reset(config(Role::Listen), t(300_000));
+    let mut fresh = Ep::new(config(Role::Listen), t(300_000));
+    for ep in [&mut used, &mut fresh] {
+        assert_eq!(ep.next_send_seq(), 0);
+        assert_eq!(ep.expected_seq(), 0);
+        assert_eq!(ep.recv_available(), 0);
+        assert!(!ep.peer_finished() && !ep.send_finished());
+        assert!(!ep.is_failed() && !ep.is_peer_silent());
+    }
+    assert_eq!(used.stats(), fresh.stats());
+    assert_eq!(used.config(), fresh.config());
+    assert_eq!(used.poll_timeout(), fresh.poll_timeout());
+    assert_eq!(used.send_capacity(), fresh.send_capacity());
+    // Both run the same exchange the same way.
+    for ep in [&mut used, &mut fresh] {
+        ep.send(b"again");
+    }
+    assert_eq!(drain(&mut used, t(300_001)), drain(&mut fresh, t(300_001)));
+    for ep in [&mut used, &mut fresh] {
+        ep.handle_datagram(t(300_050), &u_frame(0, b"x")).unwrap();
+    }
+    assert_eq!(drain(&mut used, t(300_060)), drain(&mut fresh, t(300_060)));
+    assert_eq!(read_all(&mut used), b"x");
+    assert_eq!(read_all(&mut fresh), b"x");
+    assert_eq!(events(&mut used), events(&mut fresh));
+    assert_eq!(used.stats(), fresh.stats());
+}

@@ -1,5 +1,6 @@
 //! punchwire firmware for the ESP32-C3: joins Wi-Fi, gets an address by
-//! DHCP, and (next step) runs the punchwire engine through `punchwire-esp`.
+//! DHCP, takes the time by SNTP and runs the punchwire engine through
+//! `punchwire-esp` (the TCP punch and splice, or the UDP tunnel).
 //!
 //! One thread does everything by polling: the Wi-Fi driver's own tasks run
 //! under esp-rtos, and this main thread sleeps between polls so they get
@@ -10,7 +11,10 @@
 
 mod config;
 mod device;
+mod engine;
 mod net;
+mod ram;
+mod splice;
 
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
@@ -27,8 +31,7 @@ use esp_radio::wifi::{
     AuthenticationMethodConfig, Config as WifiConfig, ControllerConfig, Interface, Password, Ssid,
     WifiController,
 };
-use punchwire_core::schedule::{self, UnixTime};
-use smoltcp::iface::SocketStorage;
+use punchwire_core::net::Wait;
 
 use crate::config::{CONFIG, Config};
 use crate::device::DriverDevice;
@@ -42,21 +45,16 @@ const HEAP_RECLAIMED: usize = 64 * 1024;
 /// Heap in ordinary DRAM (.bss). Together with [`HEAP_RECLAIMED`] this is
 /// the 100 KB esp-radio 1.0.0-beta.1 documents for Wi-Fi in its crate-level
 /// quick start; the firmware logs the heap's high-water mark so this part
-/// can be trimmed after a measurement on hardware.
+/// can be trimmed after a measurement on hardware. The engine itself never
+/// allocates.
 const HEAP_DRAM: usize = 36 * 1024;
-
-/// Sockets: DHCP plus room for the engine's (punch sockets, tunnel, local
-/// side), decided when the engine is wired in.
-const SOCKETS: usize = 8;
-
-/// Longest sleep between polls while nothing is due. Received frames wait
-/// in esp-radio's RX queue (5 frames by default) until the next poll.
-const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// How long one Wi-Fi association attempt may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pause between failed association attempts.
 const JOIN_RETRY: Duration = Duration::from_secs(5);
+/// Heap report interval while waiting for a lease.
+const HEAP_REPORT: Duration = Duration::from_secs(600);
 
 #[main]
 fn main() -> ! {
@@ -69,7 +67,6 @@ fn main() -> ! {
     esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
 
     println!("punchwire firmware {}", env!("CARGO_PKG_VERSION"));
-    log_schedule_at_epoch();
 
     // black_box: with the default empty SSID the compiler would otherwise
     // drop everything below as dead code, and an unconfigured (CI) build
@@ -88,73 +85,54 @@ fn main() -> ! {
         .expect("Wi-Fi station config");
 
     let device = DriverDevice::new(Interface::station());
+    // The radio is on, so the hardware RNG is a true random source.
     let rng = Rng::new();
     let seed = (u64::from(rng.random()) << 32) | u64::from(rng.random());
-    let mut storage = [SocketStorage::EMPTY; SOCKETS];
-    let mut net = Net::new(device, &mut storage, seed);
-    if let Some(mac) = net.device.ethernet_address() {
+    let (sockets, ram) = ram::take(
+        cfg.mode,
+        engine::endpoint_config(engine::local_of(cfg.role)),
+        net::EspPlatform::now_instant(),
+    );
+    ram::log_sizes();
+    let mut net = Net::new(device, sockets, seed);
+    net.smol().seed_ephemeral(rng.random());
+    if let Some(mac) = net.smol().device_mut().ethernet_address() {
         println!("station MAC {mac}");
     }
 
-    join(&mut wifi, &cfg);
-    while net.lease().is_none() {
-        step(&mut wifi, &mut net, &cfg);
-    }
-    log_heap();
-
-    run_engine(&cfg, &mut wifi, &mut net)
+    engine::run(&cfg, &mut wifi, &mut net, rng, ram)
 }
 
-/// Runs punchwire over the network once DHCP has configured it.
-///
-/// For now it only keeps the network alive (Wi-Fi reconnects, DHCP renewals)
-/// and reports; the engine is wired to punchwire_esp in the next step.
-fn run_engine<D: embassy_net_driver::Driver>(
-    cfg: &Config,
+/// Rejoins Wi-Fi if the link is down and waits for a DHCP lease, keeping
+/// the interface polled.
+fn online<D: embassy_net_driver::Driver>(
     wifi: &mut WifiController<'_>,
-    net: &mut Net<'_, D>,
-) -> ! {
-    println!(
-        "engine config: mode {} peer {} role {} udp port {} local host {} sntp {}",
-        cfg.mode, cfg.peer, cfg.role, cfg.udp_port, cfg.local_host, cfg.sntp_server
-    );
-    // wired to punchwire_esp in the next step: SNTP from cfg.sntp_server,
-    // then the tcp punch or the udp tunnel per cfg.mode over net's sockets.
-    println!("engine not wired yet: keeping the network up only");
+    net: &mut Net<D>,
+    cfg: &Config,
+) {
     let mut heap_report = Instant::now();
     loop {
-        step(wifi, net, cfg);
-        if heap_report.elapsed() >= Duration::from_secs(600) {
+        if !net.link_up() {
+            println!("Wi-Fi link down");
+            net.reset_dhcp();
+            join(wifi, cfg);
+        }
+        match net.poll() {
+            Some(DhcpChange::Configured(lease)) => log_lease(&lease),
+            Some(DhcpChange::Deconfigured) => println!("DHCP: lease lost"),
+            None => {}
+        }
+        if net.lease().is_some() {
+            return;
+        }
+        // Until DHCP progresses, at most a second (then the link check).
+        let smol = net.smol();
+        let check = punchwire_core::time::add_millis(smol.now(), net::CHECK_EVERY_MS);
+        let _ = smol.wait(Some(check));
+        if heap_report.elapsed() >= HEAP_REPORT {
             log_heap();
             heap_report = Instant::now();
         }
-    }
-}
-
-/// One turn of the main loop: rejoin if the link dropped, poll smoltcp,
-/// report DHCP changes, sleep until there is work.
-fn step<D: embassy_net_driver::Driver>(
-    wifi: &mut WifiController<'_>,
-    net: &mut Net<'_, D>,
-    cfg: &Config,
-) {
-    if !net.device.link_up() {
-        println!("Wi-Fi link down");
-        net.reset_dhcp();
-        join(wifi, cfg);
-    }
-    let (result, change) = net.poll();
-    match change {
-        Some(DhcpChange::Configured(lease)) => log_lease(&lease),
-        Some(DhcpChange::Deconfigured) => println!("DHCP: lease lost"),
-        None => {}
-    }
-    if result == smoltcp::iface::PollResult::None {
-        let due = net
-            .poll_delay()
-            .map(|d| Duration::from_micros(d.total_micros()))
-            .unwrap_or(IDLE_POLL);
-        sleep(due.min(IDLE_POLL));
     }
 }
 
@@ -190,7 +168,7 @@ fn join(wifi: &mut WifiController<'_>, cfg: &Config) {
     }
 }
 
-fn log_lease(lease: &Lease) {
+pub(crate) fn log_lease(lease: &Lease) {
     println!("DHCP: address {}", lease.address);
     match lease.router {
         Some(r) => println!("DHCP: gateway {r}"),
@@ -201,7 +179,7 @@ fn log_lease(lease: &Lease) {
     }
 }
 
-fn log_heap() {
+pub(crate) fn log_heap() {
     let stats = esp_alloc::HEAP.stats();
     println!(
         "heap: {} of {} bytes in use, high-water mark {}",
@@ -209,21 +187,8 @@ fn log_heap() {
     );
 }
 
-/// Proves the engine crate links and runs here. There is no clock before
-/// SNTP, so this is the schedule for unix time 0, not for now.
-fn log_schedule_at_epoch() {
-    let t = UnixTime::from_secs(0);
-    let b = schedule::BucketPorts::new(schedule::bucket(t));
-    println!(
-        "schedule at unix time 0 (no clock yet): bucket {} boundary {} ports {:?}",
-        b.bucket,
-        b.boundary,
-        b.ports.as_slice()
-    );
-}
-
 /// Puts this thread to sleep so the scheduler runs the Wi-Fi tasks.
-fn sleep(d: Duration) {
+pub(crate) fn sleep(d: Duration) {
     esp_rtos::CurrentThreadHandle::get().delay(d);
 }
 
