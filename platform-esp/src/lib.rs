@@ -43,6 +43,9 @@
 //!   [`Platform::idle`] until the earlier of the deadline and smoltcp's own
 //!   `poll_at`.
 //!
+//! [`splice`] carries two TCP streams into each other (a punched connection
+//! and a LAN service), over the core's traits only.
+//!
 //! [`Udp`]: punchwire_core::net::Udp
 //! [`Tcp`]: punchwire_core::net::Tcp
 //! [`Wait`]: punchwire_core::net::Wait
@@ -54,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 mod net;
+pub mod splice;
 
 pub use net::{
     Listener, MAX_TCP_SOCKETS, MAX_UDP_SOCKETS, Platform, SmolNet, TcpHandle, UdpHandle,

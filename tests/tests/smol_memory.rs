@@ -294,3 +294,108 @@ fn tunnel_session_with_loss_and_corruption() {
         );
     }
 }
+
+/// What the firmware's `tcp` mode does with a punched connection: A
+/// punches B, then splices the connection to a service on its LAN (the
+/// firmware's `PW_ROLE=connect:PORT`); B talks to that service through it.
+#[test]
+fn tcp_punch_then_splice_to_a_lan_service() {
+    let hub = Hub::new(Duration::from_millis(5));
+    let wan = Faults {
+        drop_pct: 3,
+        corrupt_pct: 1,
+    };
+    let to_service = test_bytes(120_000, 7);
+    let to_peer = test_bytes(90_000, 8);
+    let done = Arc::new(AtomicUsize::new(0));
+
+    let h = hub.clone();
+    let reply = to_peer.clone();
+    let d = done.clone();
+    let service = spawn("a-service", move || {
+        let mut net = hub_node(&h, A_APP, Sizes::APP, None, 31);
+        let l = net.tcp_listen(7000).unwrap();
+        let s = loop {
+            match net.tcp_accept(l) {
+                Ok(s) => break s,
+                Err(NetError::WouldBlock) => {
+                    net.wait(None).unwrap();
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        let got = exchange(&mut net, s, &reply, Duration::from_secs(90)).unwrap();
+        net.tcp_close(s);
+        settle(&mut net, Duration::from_secs(10));
+        d.fetch_add(1, Ordering::SeqCst);
+        run_until(&mut net, Duration::from_secs(30), || {
+            d.load(Ordering::SeqCst) == 3
+        });
+        got
+    });
+
+    let punched =
+        |me: Ipv4Addr, peer: Ipv4Addr, seed: u32, net: &mut punchwire_tests::smol::HubNet| {
+            let mut config = PunchConfig::new(peer, u64::from(seed));
+            config.prime_ttl = 0; // one flat segment, see punch_side
+            let mut machine = PunchMachine::new(config, net.now(), unix_now()).unwrap();
+            punch::punch(net, &mut machine, |_, _| {})
+                .unwrap_or_else(|e| panic!("{me}: punch failed: {e}"))
+                .0
+        };
+
+    let h = hub.clone();
+    let d = done.clone();
+    let gateway_a = spawn("a-gw", move || {
+        let mut net = hub_node(&h, A, Sizes::GATEWAY, Some(wan), 32);
+        net.set_local_host(A_APP);
+        let conn = punched(A, B, 32, &mut net);
+        let local = net.tcp_connect_local(7000).unwrap();
+        connect_wait(&mut net, local, Duration::from_secs(10)).unwrap();
+        let (mut ab, mut ba) = ([0u8; 1024], [0u8; 1024]);
+        let totals = punchwire_esp::splice::splice(&mut net, conn, local, &mut ab, &mut ba, 60_000)
+            .unwrap_or_else(|e| panic!("splice: {e}"));
+        net.tcp_close(conn);
+        net.tcp_close(local);
+        settle(&mut net, Duration::from_secs(10));
+        d.fetch_add(1, Ordering::SeqCst);
+        run_until(&mut net, Duration::from_secs(30), || {
+            d.load(Ordering::SeqCst) == 3
+        });
+        totals
+    });
+
+    let h = hub.clone();
+    let request = to_service.clone();
+    let d = done.clone();
+    let peer_b = spawn("b-peer", move || {
+        let mut net = hub_node(&h, B, Sizes::GATEWAY, Some(wan), 33);
+        let conn = punched(B, A, 33, &mut net);
+        let got = exchange(&mut net, conn, &request, Duration::from_secs(90)).unwrap();
+        net.tcp_close(conn);
+        settle(&mut net, Duration::from_secs(10));
+        d.fetch_add(1, Ordering::SeqCst);
+        run_until(&mut net, Duration::from_secs(30), || {
+            d.load(Ordering::SeqCst) == 3
+        });
+        got
+    });
+
+    let service_got = service.join().unwrap();
+    let totals = gateway_a.join().unwrap();
+    let peer_got = peer_b.join().unwrap();
+    assert!(
+        service_got == to_service,
+        "service got {} of {} bytes",
+        service_got.len(),
+        to_service.len()
+    );
+    assert!(
+        peer_got == to_peer,
+        "peer got {} of {} bytes",
+        peer_got.len(),
+        to_peer.len()
+    );
+    assert_eq!(totals.forward, to_service.len() as u64);
+    assert_eq!(totals.back, to_peer.len() as u64);
+}

@@ -32,7 +32,7 @@ use punchwire_core::tunnel::{self, Buffers, Flow, Local, TunnelConfig, TunnelErr
 use crate::config::{Config, Mode, Role};
 use crate::net::Net;
 use crate::ram::{EngineRam, FRAME, SPLICE_BUF, TunnelEndpoint};
-use crate::splice::{self, SpliceError};
+use punchwire_esp::splice::{self, SpliceError};
 
 /// Pause between rounds (after a tunnel or a spliced connection ended, or
 /// a punch failed).

@@ -14,7 +14,6 @@ mod device;
 mod engine;
 mod net;
 mod ram;
-mod splice;
 
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};

@@ -1,5 +1,5 @@
 //! Splicing two TCP streams, written against the core's traits only (so it
-//! would run on any backend): what Linux `tcp --forward`/`--listen` do with
+//! runs on any backend; tested on the host in `tests/tests/smol_memory.rs`): what Linux `tcp --forward`/`--listen` do with
 //! two threads, done here in one loop with two small caller-owned buffers.
 
 use core::fmt;
