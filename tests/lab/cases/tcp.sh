@@ -10,6 +10,8 @@
 #   --pw "ARGS"       extra arguments for both punchwire sides
 #   --reference-peer  B runs tests/py/tcp_punch_ref.py (the reference tool's
 #                     stand-in) and A runs `punchwire tcp --reference`
+#   --smol-a          A is the smoltcp node (smol-node on a TAP behind host A,
+#                     see lab_smol) instead of `punchwire tcp`; --pw is B's only
 # Passes when both sides exit 0 on the same port and every byte arrived
 # intact both ways; reports the later side's time to connect.
 set -euo pipefail
@@ -18,7 +20,7 @@ source "$(dirname "$0")/../lib.sh"
 
 name=$1 pa=$2 pb=$3
 shift 3
-offset=2 skew=0 edge=0 bytes=1000000 pw_args="" ref=0
+offset=2 skew=0 edge=0 bytes=1000000 pw_args="" ref=0 smol=0
 while (($#)); do
 	case $1 in
 	--offset) offset=$2; shift 2 ;;
@@ -27,12 +29,15 @@ while (($#)); do
 	--bytes) bytes=$2; shift 2 ;;
 	--pw) pw_args=$2; shift 2 ;;
 	--reference-peer) ref=1; shift ;;
+	--smol-a) smol=1; shift ;;
 	--) shift; break ;;
 	*) lab_die "cases/tcp.sh: unknown option $1" ;;
 	esac
 done
 
+((ref && smol)) && lab_die "cases/tcp.sh: --reference-peer and --smol-a exclude each other"
 lab_up "$pa" "$pb" --hops 3 "$@"
+((smol)) && lab_smol A
 head -c "$bytes" /dev/urandom >"$LAB_DIR/a.in"
 head -c "$bytes" /dev/urandom >"$LAB_DIR/b.in"
 
@@ -45,7 +50,9 @@ off_b=$("$LAB_PY" -c "print(f'{$off_a+$skew:.3f}')")
 lab_log "$name: $pa/$pb, B starts ${offset}s later, clock offsets A=$off_a B=$off_b"
 
 # shellcheck disable=SC2086 # pw_args is a word list on purpose
-if ((ref)); then
+if ((smol)); then
+	lab_bg A a bash -c "exec '$LAB_SMOL_NODE' $(lab_smol_args A) tcp $LAB_B_PUB --timeout 150 --clock-offset $off_a <'$LAB_DIR/a.in' >'$LAB_DIR/a.out'"
+elif ((ref)); then
 	lab_bg A a bash -c "exec '$LAB_PUNCHWIRE' -v tcp $LAB_B_PUB --reference --clock-offset $off_a $pw_args <'$LAB_DIR/a.in' >'$LAB_DIR/a.out'"
 else
 	lab_bg A a bash -c "exec '$LAB_PUNCHWIRE' -v tcp $LAB_B_PUB --timeout 150 --clock-offset $off_a $pw_args <'$LAB_DIR/a.in' >'$LAB_DIR/a.out'"
