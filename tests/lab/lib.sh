@@ -478,8 +478,16 @@ lab_smol() {
 	*) lab_die "lab_smol: site must be A or B" ;;
 	esac
 	[[ -x $LAB_SMOL_NODE ]] || lab_die "$LAB_SMOL_NODE not built (cargo build --release -p punchwire-tests --bin smol-node)"
+	if [[ ! -c /dev/net/tun ]]; then
+		# Containers often lack the node; the device itself may still work.
+		{ mkdir -p /dev/net && mknod /dev/net/tun c 10 200 2>/dev/null; } ||
+			lab_die "lab_smol: /dev/net/tun is missing and cannot be created (TAP devices unavailable)"
+	fi
 	ns=$(lab_ns "$X")
-	ip -n "$ns" tuntap add dev "$LAB_SMOL_TAP" mode tap
+	ip -n "$ns" tuntap add dev "$LAB_SMOL_TAP" mode tap ||
+		lab_die "lab_smol: cannot create a TAP device in $ns"
+	# IPv4 only on the node's segment (no router solicitations, MLD reports).
+	lab__sysctl "h$X" "net.ipv6.conf.$LAB_SMOL_TAP.disable_ipv6=1" || true
 	lab__ifup "$ns" "$LAB_SMOL_TAP"
 	ip -n "$ns" addr add "10.77.$n.1/24" dev "$LAB_SMOL_TAP"
 	lab__router_sysctls "h$X"

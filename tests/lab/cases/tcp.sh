@@ -13,7 +13,8 @@
 #   --smol-a          A is the smoltcp node (smol-node on a TAP behind host A,
 #                     see lab_smol) instead of `punchwire tcp`; --pw is B's only
 # Passes when both sides exit 0 on the same port and every byte arrived
-# intact both ways; reports the later side's time to connect.
+# intact both ways; reports the later side's time to connect (and with
+# --smol-a the node's goodput per direction).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -92,6 +93,12 @@ else
 	lab_check "A -> B byte-exact ($bytes bytes)" cmp "$LAB_DIR/a.in" "$LAB_DIR/b.out"
 	lab_check "B -> A byte-exact ($bytes bytes)" cmp "$LAB_DIR/b.in" "$LAB_DIR/a.out"
 	t=$(after_of "$LAB_DIR/b.log")
+fi
+# smol-node times its exchange (connected to both directions done): the
+# per-direction goodput goes to the table (a report, not a check).
+secs=$(sed -n 's/.*smol-node: done: .* in \([0-9.]*\) s$/\1/p' "$LAB_DIR/a.log" | head -n1)
+if [[ -n $secs ]]; then
+	lab_report goodput "$("$LAB_PY" -c "print(round($bytes*8/max($secs, 1e-3)/1e6, 1))")"
 fi
 if [[ -n ${t:-} ]]; then
 	lab_report connect "$("$LAB_PY" -c "print(round($t*1000))")"
