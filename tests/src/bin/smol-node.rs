@@ -74,8 +74,10 @@ const UDP_SIZES: Sizes = Sizes {
 /// How long a blocked stdin reader may go unnoticed (the TAP's fd is the
 /// only thing the idle sleep watches).
 const STDIN_POLL: Duration = Duration::from_millis(2);
-/// How long closed sockets get to finish their FIN exchange at the end.
-const SETTLE: Duration = Duration::from_secs(10);
+/// How long closed sockets get to finish their FIN exchange at the end
+/// (after a punch: the losing connections, which a lossy path may leave
+/// unanswered; the winner has finished before).
+const SETTLE: Duration = Duration::from_secs(3);
 
 mod exit {
     pub const OK: u8 = 0;
@@ -383,12 +385,19 @@ fn open(node: &Node, sizes: Sizes, max_idle: Option<Duration>) -> Result<TapNet,
 
 /// Runs the stack until every closed socket has finished its FIN exchange.
 fn settle(net: &mut TapNet) {
-    let end = StdInstant::now() + SETTLE;
-    while net.tcp_closing() > 0 && StdInstant::now() < end {
+    let t0 = StdInstant::now();
+    while net.tcp_closing() > 0 && t0.elapsed() < SETTLE {
         let tick = time::add_millis(net.now(), 50);
         if net.wait(Some(tick)).is_err() {
             break;
         }
+    }
+    match net.tcp_closing() {
+        0 => eprintln!(
+            "smol-node: sockets closed after {:.3} s",
+            t0.elapsed().as_secs_f64()
+        ),
+        n => eprintln!("smol-node: {n} socket(s) still closing after {SETTLE:?}; leaving"),
     }
 }
 
@@ -555,7 +564,9 @@ fn netcat(
                 Err(e) => return Err((e, format!("read after {received} bytes"))),
             }
         }
-        if eof && shut {
+        // Done when the peer has every byte (our FIN acknowledged) and we
+        // have its FIN; a stack that went earlier could lose the tail.
+        if eof && shut && net.tcp_write_acked(s) {
             stdout
                 .flush()
                 .map_err(|e| (NetError::Other(0), format!("writing stdout: {e}")))?;
