@@ -238,6 +238,22 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
             .count()
     }
 
+    /// Whether the peer has acknowledged our FIN on `h` (and so every byte
+    /// before it): after `tcp_shutdown_write`, the point where the stream
+    /// is delivered and the stack may go. Also true once the connection is
+    /// closed (LAST-ACK answered, or a reset, which reads report); false
+    /// for an unknown handle.
+    pub fn tcp_write_acked(&mut self, h: TcpHandle) -> bool {
+        let Some(slot) = self.tcp_slot(h) else {
+            return false;
+        };
+        let handle = slot.handle;
+        matches!(
+            self.sockets.get::<tcp::Socket>(handle).state(),
+            tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed
+        )
+    }
+
     /// Polls the interface once: receives what the device has, sends what
     /// the sockets queued, and returns whether any socket may have changed.
     pub fn poll(&mut self) -> bool {

@@ -29,6 +29,12 @@
 #                                 to its host (through the carrier NAT too).
 #   lab_conntrack NODE ARGS...    conntrack -L ARGS... inside NODE (a router or carrier).
 #   lab_wanem_stats               Print wanem's per-direction counters.
+#   lab_smol SITE                 Put a smoltcp node behind site A|B's host: a TAP device
+#                                 (pwtap0, 10.77.<1|2>.1/24 on the kernel side) in the host's
+#                                 namespace, which then forwards and masquerades the node
+#                                 (10.77.<1|2>.2) onto its own address; LAB_HOPS_X grows by 1.
+#                                 Run the node with: lab_bg X NAME "$LAB_SMOL_NODE" $(lab_smol_args X) ...
+#   lab_smol_args SITE            Print smol-node's node options for SITE (--tap --addr --gateway).
 #   lab_report connect MS         Report time to connect (milliseconds) for the result table.
 #   lab_report goodput MBIT       Report goodput (Mbit/s) for the result table.
 #   lab_check DESC CMD...         Run CMD (in a subshell, output shown only on failure);
@@ -45,6 +51,9 @@
 #                           a packet with TTL = LAB_HOPS_X + 1 opens site X's NAT
 #                           mappings and expires at the ISP, before the remote site.
 #   LAB_PUNCHWIRE           path of the punchwire binary (target/release/punchwire)
+#   LAB_SMOL_NODE           path of the smol-node binary (target/release/smol-node)
+#   LAB_SMOL_A_ADDR LAB_SMOL_A_GW (and _B_)  after lab_smol: the node's address, and the
+#                           TAP's kernel side (its gateway, where a LAN service can listen)
 #   LAB_PY                  python3 to use; "$LAB_ROOT/nettool.py" is a small probe helper
 #   LAB_DIR                 scratch directory of this lab (logs); if unset before lab_up, a
 #                           /tmp directory is made and removed by lab_down (LAB_KEEP_LOGS=1 keeps it)
@@ -53,6 +62,8 @@ LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_REPO=$(cd "$LAB_ROOT/../.." && pwd)
 LAB_PUNCHWIRE=${LAB_PUNCHWIRE:-$LAB_REPO/target/release/punchwire}
 LAB_WANEM=${LAB_WANEM:-$LAB_REPO/target/release/wanem}
+LAB_SMOL_NODE=${LAB_SMOL_NODE:-$LAB_REPO/target/release/smol-node}
+LAB_SMOL_TAP=pwtap0
 LAB_PY=${LAB_PY:-/usr/bin/python3}
 [[ -x $LAB_PY ]] || LAB_PY=python3
 LAB_A_PRIV=192.168.1.10
@@ -72,7 +83,7 @@ LAB_FAILED=0
 LAB_KEEP=${LAB_KEEP:-0}
 # Where lab state is saved for tests/lab/exec and tests/lab/down (manual use only).
 LAB_STATE_FILE=${LAB_STATE_FILE:-}
-export LAB_A_PRIV LAB_B_PRIV LAB_A_PUB LAB_B_PUB LAB_ISP_A LAB_ISP_B LAB_PUNCHWIRE LAB_PY LAB_ROOT
+export LAB_A_PRIV LAB_B_PRIV LAB_A_PUB LAB_B_PUB LAB_ISP_A LAB_ISP_B LAB_PUNCHWIRE LAB_PY LAB_ROOT LAB_SMOL_NODE
 
 lab_log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 lab_die() {
@@ -451,6 +462,75 @@ lab_portfwd() {
 	lab_exec "$r" nft add table ip pf
 	lab_exec "$r" nft add chain ip pf pre '{ type nat hook prerouting priority dstnat; }'
 	lab_exec "$r" nft add rule ip pf pre iifname wan0 "$proto" dport "$port" dnat to "$host"
+}
+
+# ---------------------------------------------------------------- smoltcp node
+
+# A TAP device in the site's host namespace; the host becomes the LAN router
+# of the smoltcp node behind it (a second, plain NAT in front of the site's
+# router). The TAP lives in the lab's own namespace, so parallel labs never
+# share it, and it goes when the namespace is deleted.
+lab_smol() {
+	local X=$1 n ns
+	case $X in
+	A) n=1 ;;
+	B) n=2 ;;
+	*) lab_die "lab_smol: site must be A or B" ;;
+	esac
+	[[ -x $LAB_SMOL_NODE ]] || lab_die "$LAB_SMOL_NODE not built (cargo build --release -p punchwire-tests --bin smol-node)"
+	if [[ ! -c /dev/net/tun ]]; then
+		# Containers often lack the node; the device itself may still work.
+		{ mkdir -p /dev/net && mknod /dev/net/tun c 10 200 2>/dev/null; } ||
+			lab_die "lab_smol: /dev/net/tun is missing and cannot be created (TAP devices unavailable)"
+	fi
+	ns=$(lab_ns "$X")
+	ip -n "$ns" tuntap add dev "$LAB_SMOL_TAP" mode tap ||
+		lab_die "lab_smol: cannot create a TAP device in $ns"
+	# IPv4 only on the node's segment (no router solicitations, MLD reports).
+	lab__sysctl "h$X" "net.ipv6.conf.$LAB_SMOL_TAP.disable_ipv6=1" || true
+	lab__ifup "$ns" "$LAB_SMOL_TAP"
+	ip -n "$ns" addr add "10.77.$n.1/24" dev "$LAB_SMOL_TAP"
+	lab__router_sysctls "h$X"
+	# Plain port-preserving masquerade onto the host's address. Inbound on
+	# lan0, the host itself answers nothing but pings: a packet for the
+	# node that conntrack does not know (a SYN before ours went out, a
+	# segment after an entry ended) is dropped, never answered with a RST
+	# or port unreachable that would reach the peer or tear down router
+	# state. Invalid packets are not forwarded (as on the routers).
+	lab__nft "h$X" <<-EOT
+		table ip smolnat {
+			chain postrouting {
+				type nat hook postrouting priority srcnat; policy accept;
+				oifname "lan0" masquerade
+			}
+		}
+		table inet smolfw {
+			chain input {
+				type filter hook input priority filter; policy accept;
+				iifname "lan0" ct state established,related accept
+				iifname "lan0" icmp type echo-request accept
+				iifname "lan0" drop
+			}
+			chain forward {
+				type filter hook forward priority filter; policy accept;
+				ct state invalid drop
+			}
+		}
+	EOT
+	eval "LAB_SMOL_${X}_ADDR=10.77.$n.2 LAB_SMOL_${X}_GW=10.77.$n.1"
+	eval "LAB_HOPS_$X=\$((LAB_HOPS_$X + 1))"
+	lab__save
+	lab_log "smoltcp node for site $X: $LAB_SMOL_TAP in $ns, node 10.77.$n.2/24 via 10.77.$n.1"
+}
+
+lab_smol_args() {
+	local n
+	case $1 in
+	A) n=1 ;;
+	B) n=2 ;;
+	*) lab_die "lab_smol_args: site must be A or B" ;;
+	esac
+	echo "--tap $LAB_SMOL_TAP --addr 10.77.$n.2/24 --gateway 10.77.$n.1 --mac 02:70:77:00:0$n:02"
 }
 
 lab__on_exit() {

@@ -10,15 +10,18 @@
 #   --pw "ARGS"       extra arguments for both punchwire sides
 #   --reference-peer  B runs tests/py/tcp_punch_ref.py (the reference tool's
 #                     stand-in) and A runs `punchwire tcp --reference`
+#   --smol-a          A is the smoltcp node (smol-node on a TAP behind host A,
+#                     see lab_smol) instead of `punchwire tcp`; --pw is B's only
 # Passes when both sides exit 0 on the same port and every byte arrived
-# intact both ways; reports the later side's time to connect.
+# intact both ways; reports the later side's time to connect (and with
+# --smol-a the node's goodput per direction).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 name=$1 pa=$2 pb=$3
 shift 3
-offset=2 skew=0 edge=0 bytes=1000000 pw_args="" ref=0
+offset=2 skew=0 edge=0 bytes=1000000 pw_args="" ref=0 smol=0
 while (($#)); do
 	case $1 in
 	--offset) offset=$2; shift 2 ;;
@@ -27,12 +30,15 @@ while (($#)); do
 	--bytes) bytes=$2; shift 2 ;;
 	--pw) pw_args=$2; shift 2 ;;
 	--reference-peer) ref=1; shift ;;
+	--smol-a) smol=1; shift ;;
 	--) shift; break ;;
 	*) lab_die "cases/tcp.sh: unknown option $1" ;;
 	esac
 done
 
+((ref && smol)) && lab_die "cases/tcp.sh: --reference-peer and --smol-a exclude each other"
 lab_up "$pa" "$pb" --hops 3 "$@"
+((smol)) && lab_smol A
 head -c "$bytes" /dev/urandom >"$LAB_DIR/a.in"
 head -c "$bytes" /dev/urandom >"$LAB_DIR/b.in"
 
@@ -45,7 +51,9 @@ off_b=$("$LAB_PY" -c "print(f'{$off_a+$skew:.3f}')")
 lab_log "$name: $pa/$pb, B starts ${offset}s later, clock offsets A=$off_a B=$off_b"
 
 # shellcheck disable=SC2086 # pw_args is a word list on purpose
-if ((ref)); then
+if ((smol)); then
+	lab_bg A a bash -c "exec '$LAB_SMOL_NODE' $(lab_smol_args A) tcp $LAB_B_PUB --timeout 150 --clock-offset $off_a <'$LAB_DIR/a.in' >'$LAB_DIR/a.out'"
+elif ((ref)); then
 	lab_bg A a bash -c "exec '$LAB_PUNCHWIRE' -v tcp $LAB_B_PUB --reference --clock-offset $off_a $pw_args <'$LAB_DIR/a.in' >'$LAB_DIR/a.out'"
 else
 	lab_bg A a bash -c "exec '$LAB_PUNCHWIRE' -v tcp $LAB_B_PUB --timeout 150 --clock-offset $off_a $pw_args <'$LAB_DIR/a.in' >'$LAB_DIR/a.out'"
@@ -85,6 +93,12 @@ else
 	lab_check "A -> B byte-exact ($bytes bytes)" cmp "$LAB_DIR/a.in" "$LAB_DIR/b.out"
 	lab_check "B -> A byte-exact ($bytes bytes)" cmp "$LAB_DIR/b.in" "$LAB_DIR/a.out"
 	t=$(after_of "$LAB_DIR/b.log")
+fi
+# smol-node times its exchange (connected to both directions done): the
+# per-direction goodput goes to the table (a report, not a check).
+secs=$(sed -n 's/.*smol-node: done: .* in \([0-9.]*\) s$/\1/p' "$LAB_DIR/a.log" | head -n1)
+if [[ -n $secs ]]; then
+	lab_report goodput "$("$LAB_PY" -c "print(round($bytes*8/max($secs, 1e-3)/1e6, 1))")"
 fi
 if [[ -n ${t:-} ]]; then
 	lab_report connect "$("$LAB_PY" -c "print(round($t*1000))")"

@@ -10,6 +10,10 @@
 #   --ref-c         B runs tests/py/udphp_ref.py -c instead of punchwire
 #   --ref-l         A runs tests/py/udphp_ref.py -l instead of punchwire
 #   --pw "ARGS"     extra arguments for the punchwire sides
+#   --smol-a        A's -l side is the smoltcp node (smol-node on a TAP behind
+#                   host A, see lab_smol); the client connects to it from host A
+#   --smol-b        B's -c side is the smoltcp node; the service listens on the
+#                   TAP's kernel side in host B and the node connects to it
 # Reports the A->B goodput (Mbit/s) for the table.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
@@ -17,7 +21,7 @@ source "$(dirname "$0")/../lib.sh"
 
 name=$1 pa=$2 pb=$3
 shift 3
-bytes=20000000 offset=1 ref_c=0 ref_l=0 pw_args=""
+bytes=20000000 offset=1 ref_c=0 ref_l=0 pw_args="" smol_a=0 smol_b=0
 while (($#)); do
 	case $1 in
 	--bytes) bytes=$2; shift 2 ;;
@@ -25,12 +29,17 @@ while (($#)); do
 	--ref-c) ref_c=1; shift ;;
 	--ref-l) ref_l=1; shift ;;
 	--pw) pw_args=$2; shift 2 ;;
+	--smol-a) smol_a=1; shift ;;
+	--smol-b) smol_b=1; shift ;;
 	--) shift; break ;;
 	*) lab_die "cases/udp.sh: unknown option $1" ;;
 	esac
 done
 
+((smol_a && ref_l || smol_b && ref_c)) && lab_die "cases/udp.sh: a side is either smoltcp or the reference"
 lab_up "$pa" "$pb" --hops 3 "$@"
+((smol_a)) && lab_smol A
+((smol_b)) && lab_smol B
 mk() { # FILE: half random, half text (compressible)
 	"$LAB_PY" - "$1" "$bytes" <<-'PY'
 		import base64, os, sys
@@ -52,10 +61,19 @@ lab_log "$name: $pa/$pb, $bytes bytes each way"
 # two directions take turns instead of flowing at once.
 order=()
 ((ref_c || ref_l)) && order=(--expect "$bytes")
-lab_bg B service "$LAB_PY" "$LAB_ROOT/tcpio.py" serve $SVC "$LAB_DIR/b.in" "$LAB_DIR/b.out" "${order[@]}"
+# With --smol-b the service listens on every address (TCPIO_HOST set), so
+# the node reaches it on the TAP's kernel side; with --smol-a the client
+# connects to the node.
+svc_env=() client_env=()
+((smol_b)) && svc_env=(TCPIO_HOST=any)
+((smol_a)) && client_env=(TCPIO_HOST="$LAB_SMOL_A_ADDR")
+lab_bg B service env "${svc_env[@]}" "$LAB_PY" "$LAB_ROOT/tcpio.py" serve $SVC "$LAB_DIR/b.in" "$LAB_DIR/b.out" "${order[@]}"
 pid_svc=$LAB_LAST_PID
 # shellcheck disable=SC2086 # pw_args is a word list on purpose
-if ((ref_c)); then
+if ((smol_b)); then
+	# shellcheck disable=SC2046 # node options are a word list
+	lab_bg B c "$LAB_SMOL_NODE" $(lab_smol_args B) udp "$LAB_A_PUB" -c "$LAB_SMOL_B_GW:$SVC" --port $UDP --sessions 1 --stats 5 --silence 15
+elif ((ref_c)); then
 	lab_bg B c "$LAB_PY" "$REF" -c $SVC "$LAB_A_PUB" $UDP
 else
 	lab_bg B c "$LAB_PUNCHWIRE" udp -c $SVC "$LAB_A_PUB" $UDP --sessions 1 --stats 5 --silence 15 $pw_args
@@ -63,13 +81,16 @@ fi
 pid_c=$LAB_LAST_PID
 sleep "$offset"
 # shellcheck disable=SC2086
-if ((ref_l)); then
+if ((smol_a)); then
+	# shellcheck disable=SC2046
+	lab_bg A l "$LAB_SMOL_NODE" $(lab_smol_args A) udp "$LAB_B_PUB" -l $LST --port $UDP --sessions 1 --stats 5 --silence 15
+elif ((ref_l)); then
 	lab_bg A l "$LAB_PY" "$REF" -l $LST "$LAB_B_PUB" $UDP
 else
 	lab_bg A l "$LAB_PUNCHWIRE" udp -l $LST "$LAB_B_PUB" $UDP --sessions 1 --stats 5 --silence 15 $pw_args
 fi
 pid_l=$LAB_LAST_PID
-lab_bg A client "$LAB_PY" "$LAB_ROOT/tcpio.py" connect $LST "$LAB_DIR/a.in" "$LAB_DIR/a.out" "${order[@]}"
+lab_bg A client env "${client_env[@]}" "$LAB_PY" "$LAB_ROOT/tcpio.py" connect $LST "$LAB_DIR/a.in" "$LAB_DIR/a.out" "${order[@]}"
 pid_client=$LAB_LAST_PID
 
 rc_client=0 rc_svc=0 rc_l=0 rc_c=0
