@@ -21,6 +21,10 @@ pub const MAX_UDP_SOCKETS: usize = 4;
 const MAX_LISTENERS: usize = 4;
 /// Local ports for `tcp_connect_local` and `udp_bind(0)`.
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 49152..=65535;
+/// A closed socket whose peer has not finished the FIN exchange after this
+/// many seconds of silence is dropped (smoltcp's timeout: one RST) and
+/// returns to the pool.
+const DRAIN_TIMEOUT_S: u64 = 20;
 /// The port a socket is briefly "listening" on while it is forgotten (see
 /// [`forget`]); never polled in that state, so never seen on the wire.
 const FORGET_PORT: u16 = 1;
@@ -300,6 +304,7 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
         let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
         forget(socket);
         socket.set_hop_limit(None);
+        socket.set_timeout(None);
         slot.generation = slot.generation.wrapping_add(1);
         slot.usage = usage;
         slot.port = 0;
@@ -567,6 +572,10 @@ impl<D: Device, P: Platform> Tcp for SmolNet<'_, D, P> {
             }
             _ => {
                 socket.close();
+                // A peer that never answers our FIN (gone, or its RST
+                // dropped on the way) would hold the socket forever while
+                // smoltcp retransmits: give up after DRAIN_TIMEOUT_S.
+                socket.set_timeout(Some(smoltcp::time::Duration::from_secs(DRAIN_TIMEOUT_S)));
                 self.tcp[index].usage = TcpUse::Draining;
             }
         }
