@@ -369,6 +369,19 @@ pub fn hub_node(
     net
 }
 
+/// Waits for a local client on listener `l`.
+pub fn accept_wait<N: Tcp + Wait>(net: &mut N, l: N::Listener) -> N::TcpSocket {
+    loop {
+        match net.tcp_accept(l) {
+            Ok(s) => return s,
+            Err(NetError::WouldBlock) => {
+                net.wait(None).unwrap();
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 /// Waits for a connect to finish, up to `limit`.
 pub fn connect_wait<N: Tcp + Wait>(
     net: &mut N,

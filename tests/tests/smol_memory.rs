@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use punchwire_core::net::{NetError, Tcp, Wait};
+use punchwire_core::net::{Tcp, Wait};
 use punchwire_core::punch::{self, PunchConfig, PunchMachine};
 use punchwire_core::schedule::UnixTime;
 use punchwire_core::tunnel::{self, Config, Endpoint, Flow, Local, TunnelConfig, TunnelEvent};
 use punchwire_tests::smol::{
-    Faults, Hub, Sizes, connect_wait, exchange, hub_node, run_for, run_until, settle, test_bytes,
+    Faults, Hub, Sizes, accept_wait, connect_wait, exchange, hub_node, run_for, run_until, settle,
+    test_bytes,
 };
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -202,15 +203,7 @@ fn tunnel_session_with_loss_and_corruption() {
     let server = spawn("b-app", move || {
         let mut net = hub_node(&h, B_APP, Sizes::APP, None, 3);
         let l = net.tcp_listen(9000).unwrap();
-        let s = loop {
-            match net.tcp_accept(l) {
-                Ok(s) => break s,
-                Err(NetError::WouldBlock) => {
-                    net.wait(None).unwrap();
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
+        let s = accept_wait(&mut net, l);
         let got = exchange(&mut net, s, &reply, Duration::from_secs(90)).unwrap();
         net.tcp_close(s);
         settle(&mut net, Duration::from_secs(10));
@@ -315,15 +308,7 @@ fn tcp_punch_then_splice_to_a_lan_service() {
     let service = spawn("a-service", move || {
         let mut net = hub_node(&h, A_APP, Sizes::APP, None, 31);
         let l = net.tcp_listen(7000).unwrap();
-        let s = loop {
-            match net.tcp_accept(l) {
-                Ok(s) => break s,
-                Err(NetError::WouldBlock) => {
-                    net.wait(None).unwrap();
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
+        let s = accept_wait(&mut net, l);
         let got = exchange(&mut net, s, &reply, Duration::from_secs(90)).unwrap();
         net.tcp_close(s);
         settle(&mut net, Duration::from_secs(10));
