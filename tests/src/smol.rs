@@ -382,6 +382,18 @@ pub fn accept_wait<N: Tcp + Wait>(net: &mut N, l: N::Listener) -> N::TcpSocket {
     }
 }
 
+/// A LAN service for one client: listens on `port`, swaps bytes with the
+/// first client (`reply` out, everything in), closes and lets the close
+/// finish. Returns what the client sent.
+pub fn serve_once(net: &mut HubNet, port: u16, reply: &[u8]) -> Vec<u8> {
+    let l = net.tcp_listen(port).unwrap();
+    let s = accept_wait(net, l);
+    let got = exchange(net, s, reply, Duration::from_secs(90)).unwrap();
+    net.tcp_close(s);
+    settle(net, Duration::from_secs(10));
+    got
+}
+
 /// Waits for a connect to finish, up to `limit`.
 pub fn connect_wait<N: Tcp + Wait>(
     net: &mut N,

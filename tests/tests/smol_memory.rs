@@ -14,7 +14,7 @@ use punchwire_core::punch::{self, PunchConfig, PunchMachine};
 use punchwire_core::schedule::UnixTime;
 use punchwire_core::tunnel::{self, Config, Endpoint, Flow, Local, TunnelConfig, TunnelEvent};
 use punchwire_tests::smol::{
-    Faults, Hub, Sizes, accept_wait, connect_wait, exchange, hub_node, run_for, run_until, settle,
+    Faults, Hub, Sizes, connect_wait, exchange, hub_node, run_for, run_until, serve_once, settle,
     test_bytes,
 };
 
@@ -202,11 +202,7 @@ fn tunnel_session_with_loss_and_corruption() {
     let done = apps_done.clone();
     let server = spawn("b-app", move || {
         let mut net = hub_node(&h, B_APP, Sizes::APP, None, 3);
-        let l = net.tcp_listen(9000).unwrap();
-        let s = accept_wait(&mut net, l);
-        let got = exchange(&mut net, s, &reply, Duration::from_secs(90)).unwrap();
-        net.tcp_close(s);
-        settle(&mut net, Duration::from_secs(10));
+        let got = serve_once(&mut net, 9000, &reply);
         done.fetch_add(1, Ordering::SeqCst);
         got
     });
@@ -307,11 +303,7 @@ fn tcp_punch_then_splice_to_a_lan_service() {
     let d = done.clone();
     let service = spawn("a-service", move || {
         let mut net = hub_node(&h, A_APP, Sizes::APP, None, 31);
-        let l = net.tcp_listen(7000).unwrap();
-        let s = accept_wait(&mut net, l);
-        let got = exchange(&mut net, s, &reply, Duration::from_secs(90)).unwrap();
-        net.tcp_close(s);
-        settle(&mut net, Duration::from_secs(10));
+        let got = serve_once(&mut net, 7000, &reply);
         d.fetch_add(1, Ordering::SeqCst);
         run_until(&mut net, Duration::from_secs(30), || {
             d.load(Ordering::SeqCst) == 3
