@@ -1,5 +1,6 @@
-//! The udphp v0.12 datagram formats (SPEC §2), as checked views over caller
-//! bytes, in the smoltcp style.
+//! The tunnel's datagram formats, as checked views over caller bytes, in
+//! the smoltcp style: udphp v0.12 (SPEC §2, below), its heartbeat tails
+//! ([`tail`]) and the native protocol's packets ([`pw1`]).
 //!
 //! | type | layout (big-endian) |
 //! | --- | --- |
@@ -17,6 +18,8 @@
 mod ack;
 mod data;
 mod heartbeat;
+pub mod pw1;
+pub mod tail;
 
 pub use ack::AckFrame;
 pub use data::{DataFrame, DataRepr};

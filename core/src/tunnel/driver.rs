@@ -1,110 +1,90 @@
-//! The generic tunnel driver: runs an [`Endpoint`] over any backend with
-//! the core's [`Udp`], [`Tcp`] and [`Wait`] traits, carrying local TCP
-//! sessions one after another.
+//! The generic tunnel driver: moves bytes between the sockets of any
+//! backend (the core's [`Udp`], [`Tcp`] and [`Wait`] traits: Linux,
+//! smoltcp, the test simulations) and a [`Tunnel`] machine. Every decision
+//! is the machine's; the driver owns the sockets.
 //!
-//! * **The UDP punch.** Both sides send to `PEER:UDP_PORT`. Until the peer
-//!   is heard, a heartbeat goes every [`PUNCH_INTERVAL_MS`]; the first
-//!   [`PRIME_COUNT`] of them with a small TTL that opens this side's NAT
-//!   mapping but dies before the peer's router (a router without an input
-//!   firewall would otherwise keep a conntrack entry that moves the peer's
-//!   port, SPEC §3).
-//! * **Only the peer's address counts.** Datagrams from any other IP are
-//!   counted and dropped. The peer's *port* is learned from its datagrams:
-//!   if its router had to move the mapping (the collision above), replies go
-//!   where its datagrams come from.
-//! * **Sessions.** `Listen` accepts one local connection at a time and
-//!   carries it; `Connect` connects to the local service for each session —
-//!   for the first at once (as udphp.py does, so a service that speaks first
-//!   is heard), for later ones when the peer announces the session. The
-//!   announcement is a heartbeat whose tail is `PWS` + the session number
-//!   (udphp.py ignores heartbeat tails); `Connect` echoes it once connected.
-//!   A session ends when both directions have ended (EOF both ways, sent as
-//!   empty frames); then the next one starts on the same frame stream.
-//!   A local reset ends our direction like an EOF.
+//! [`Driver::poll`] does, without blocking, everything that is ready at
+//! the backend's `now`: receive (at most [`RECV_BUDGET`] datagrams, so a
+//! flood cannot starve the rest), the machine's timers, accepting and
+//! connecting local sockets, moving stream bytes both ways, draining
+//! events and datagrams. It returns when it next needs to run; [`run`]
+//! loops `poll` and [`Wait::wait`]. A test harness calls `poll` itself on
+//! a virtual clock.
 
 use core::fmt;
-use core::net::SocketAddrV4;
+use core::net::{SocketAddr, SocketAddrV4};
 
-use super::{DatagramError, Endpoint, Event, Stats};
-use crate::frame::{MAX_FRAME_LEN, Repr, Role};
+use super::machine::{Chosen, Event, LinkStats, StreamRead, Tunnel};
+use super::{Local, Stats, pw1};
 use crate::net::{ConnectStatus, NetError, Tcp, Udp, Wait};
 use crate::time::{self, Instant};
 
-/// Heartbeat spacing while punching (until the peer is heard).
-pub const PUNCH_INTERVAL_MS: u64 = 200;
-/// Heartbeats sent with the priming TTL at the start of the punch.
-pub const PRIME_COUNT: u32 = 5;
-/// Retry spacing when the local service refuses a connection.
-pub const LOCAL_RETRY_MS: u64 = 1000;
-/// Resend spacing of a session announcement until it is echoed.
-pub const ANNOUNCE_INTERVAL_MS: u64 = 200;
-/// After the handler says stop, keep answering the peer this long (like
-/// TCP's TIME-WAIT): if our ack of its last frame is lost, its resend is
-/// acked again instead of the peer waiting out its silence timeout.
-pub const LINGER_MS: u64 = 1000;
-/// Tail that announces a session (followed by its number, u32 BE).
-pub const SESSION_TAG: &[u8; 3] = b"PWS";
+/// Datagrams handled per poll before the local side gets its turn.
+pub const RECV_BUDGET: usize = 256;
 
-/// Which local side this tunnel end serves.
+/// Settings of a [`Driver`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Local {
-    /// `-c PORT`: connect to the local TCP service on PORT.
-    Connect(u16),
-    /// `-l PORT`: listen for local TCP clients on PORT.
-    Listen(u16),
-}
-
-impl Local {
-    /// The udphp role of this side.
-    pub fn role(self) -> Role {
-        match self {
-            Local::Connect(_) => Role::Connect,
-            Local::Listen(_) => Role::Listen,
-        }
-    }
-}
-
-/// Settings of [`run`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TunnelConfig {
-    /// The peer's public address and UDP port.
-    pub peer: SocketAddrV4,
+pub struct DriverConfig {
     /// Our UDP port.
     pub udp_port: u16,
-    /// The local side.
+    /// The local side (the machine's too).
     pub local: Local,
-    /// TTL of the priming heartbeats (0: no priming).
-    pub prime_ttl: u8,
-    /// TTL of everything else.
-    pub normal_ttl: u8,
     /// Emit [`TunnelEvent::Stats`] this often (ms), if set.
     pub stats_every_ms: Option<u64>,
 }
 
+/// A point-in-time picture of the tunnel, for `--stats` and status.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The protocol in use.
+    pub chosen: Chosen,
+    /// The machine's counters.
+    pub link: LinkStats,
+    /// v0.12 counters, in v0.12.
+    pub v012: Option<Stats>,
+    /// pw1 counters, in pw1.
+    pub pw1: Option<pw1::Stats>,
+    /// Streams open.
+    pub streams: usize,
+    /// The peer's address now.
+    pub peer: SocketAddr,
+}
+
 /// What the driver reports.
-// `Stats` is a few hundred bytes, handed over once per stats interval; no
-// heap in the core to box it.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TunnelEvent {
-    /// The first datagram from the peer arrived (the hole is open).
-    PeerHeard(SocketAddrV4),
-    /// The peer's datagrams now come from another port.
-    PeerMoved(SocketAddrV4),
+    /// First contact with the peer.
+    PeerHeard(SocketAddr),
+    /// The peer's (validated) datagrams come from another port now.
+    PeerMoved(SocketAddr),
     /// Nothing heard from the peer for the silence timeout.
     PeerSilent,
-    /// A local session started.
-    SessionStarted(u32),
-    /// A local session ended.
-    SessionEnded(u32),
-    /// The local service could not be reached (retried).
-    LocalConnectFailed(NetError),
-    /// A datagram from the peer was malformed (dropped, counted).
-    BadDatagram(DatagramError),
-    /// A datagram from another address (dropped, counted).
-    Foreign(SocketAddrV4),
+    /// The peer restarted; every stream was reset.
+    PeerRestarted,
+    /// The protocol was chosen.
+    Protocol(Chosen),
+    /// The peer speaks only what this side refuses (e.g. `--protocol pw1`
+    /// against udphp.py).
+    ProtocolRefused,
+    /// A local socket joined a stream (accepted on `-l`, connected on `-c`).
+    StreamStarted(u32),
+    /// A stream ended; `reset` if it did not finish cleanly.
+    StreamEnded {
+        /// Stream (v0.12: session) number.
+        id: u32,
+        /// Reset rather than finished.
+        reset: bool,
+    },
+    /// The local service could not be reached for a stream.
+    LocalConnectFailed {
+        /// The stream.
+        id: u32,
+        /// Why.
+        error: NetError,
+    },
     /// Periodic statistics.
-    Stats(Stats),
+    Stats(Snapshot),
 }
 
 /// What the event handler wants next.
@@ -112,11 +92,20 @@ pub enum TunnelEvent {
 pub enum Flow {
     /// Keep running.
     Continue,
-    /// Return from [`run`].
+    /// Close the tunnel (it lingers briefly) and return.
     Stop,
 }
 
-/// Why [`run`] failed.
+/// What [`Driver::poll`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Call again at this instant (or on I/O readiness); `None`: only on I/O.
+    Wait(Option<Instant>),
+    /// The tunnel is closed.
+    Done,
+}
+
+/// Why the driver failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TunnelError {
     /// The UDP port could not be bound.
@@ -137,378 +126,382 @@ impl fmt::Display for TunnelError {
     }
 }
 
-/// The local side of the current session.
-struct Session<S> {
-    number: u32,
-    socket: Option<S>,
-    /// Connect role: the connect is in progress.
+/// One local socket and the stream it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalSlot<S> {
+    id: u32,
+    socket: S,
     connecting: bool,
-    /// Local EOF (or reset) seen and passed to the endpoint.
-    local_done: bool,
-    /// Our write side towards the local socket was shut.
+    eof: bool,
     shut: bool,
-    /// The local socket failed: peer bytes for this session are dropped.
-    broken: bool,
-    /// Peer bytes taken from the endpoint, not yet written locally.
-    pending: [u8; 4096],
-    pending_at: usize,
-    pending_len: usize,
 }
 
-impl<S> Session<S> {
-    fn new(number: u32) -> Self {
-        Session {
-            number,
-            socket: None,
-            connecting: false,
-            local_done: false,
-            shut: false,
-            broken: false,
-            pending: [0; 4096],
-            pending_at: 0,
-            pending_len: 0,
-        }
-    }
-}
-
-/// The heartbeat that announces (or, from `Connect`, echoes) session `n`.
-fn announcement(role: Role, n: u32, out: &mut [u8; 15]) -> usize {
-    out[..8].copy_from_slice(role.greeting());
-    out[8..11].copy_from_slice(SESSION_TAG);
-    out[11..15].copy_from_slice(&n.to_be_bytes());
-    15
-}
-
-fn announced(tail: &[u8]) -> Option<u32> {
-    if tail.len() == 7 && &tail[..3] == SESSION_TAG {
-        Some(u32::from_be_bytes([tail[3], tail[4], tail[5], tail[6]]))
-    } else {
-        None
-    }
-}
-
-/// Datagram buffers of [`run_with`]: where the peer's datagrams are
-/// received and ours are built.
-pub struct Buffers<'a> {
-    /// Receive buffer. A datagram longer than this is dropped (counted as
-    /// bad): give it [`MAX_FRAME_LEN`] + 1 bytes to take any udphp.py frame,
-    /// or the path MTU's payload on a device that cannot reassemble
-    /// fragments anyway.
+/// The driver's memory, from the caller.
+pub struct Buffers<'a, S> {
+    /// Receive buffer: the largest datagram the peer may send plus one
+    /// (udphp.py: 40 017 bytes; pw1 only: its `max_datagram` + 1).
     pub rx: &'a mut [u8],
-    /// Transmit buffer: at least the endpoint's `MAX_DATAGRAM` bytes.
+    /// Transmit buffer: the largest datagram we send.
     pub tx: &'a mut [u8],
+    /// Local read buffer (a few KB: bytes per read from a local socket).
+    pub local: &'a mut [u8],
+    /// One slot per local socket at once (streams at most).
+    pub slots: &'a mut [Option<LocalSlot<S>>],
 }
 
-/// Runs the tunnel until `on_event` says stop (or the backend fails), with
-/// receive and transmit buffers of the largest frame on the stack (about
-/// 80 KB); see [`run_with`] to bring your own.
-pub fn run<N, const W: usize, const F: usize>(
-    net: &mut N,
-    ep: &mut Endpoint<W, F>,
-    cfg: TunnelConfig,
-    on_event: impl FnMut(TunnelEvent) -> Flow,
-) -> Result<(), TunnelError>
-where
-    N: Udp + Tcp + Wait,
-{
-    let mut rx = [0u8; MAX_FRAME_LEN + 1];
-    let mut tx = [0u8; MAX_FRAME_LEN];
-    let buffers = Buffers {
-        rx: &mut rx,
-        tx: &mut tx[..Endpoint::<W, F>::MAX_DATAGRAM],
-    };
-    run_with(net, ep, cfg, buffers, on_event)
+/// The tunnel driver. See the module docs.
+pub struct Driver<'a, N: Udp + Tcp, const F: usize> {
+    /// The machine (public for its getters).
+    pub tunnel: Tunnel<'a, F>,
+    cfg: DriverConfig,
+    udp: N::UdpSocket,
+    listener: Option<N::Listener>,
+    bufs: Buffers<'a, N::TcpSocket>,
+    ttl: u8,
+    next_stats: Option<Instant>,
+    stopped: bool,
+    started: bool,
 }
 
-/// [`run`] with the caller's datagram buffers (e.g. `static`s sized for the
-/// device's MTU on a microcontroller).
-///
-/// # Panics
-/// If `buffers.tx` is shorter than the endpoint's `MAX_DATAGRAM`.
-pub fn run_with<N, const W: usize, const F: usize>(
-    net: &mut N,
-    ep: &mut Endpoint<W, F>,
-    cfg: TunnelConfig,
-    buffers: Buffers<'_>,
-    mut on_event: impl FnMut(TunnelEvent) -> Flow,
-) -> Result<(), TunnelError>
-where
-    N: Udp + Tcp + Wait,
-{
-    assert!(
-        buffers.tx.len() >= Endpoint::<W, F>::MAX_DATAGRAM,
-        "the transmit buffer must hold the endpoint's MAX_DATAGRAM"
-    );
-    let Buffers { rx, tx } = buffers;
-    let udp = net.udp_bind(cfg.udp_port).map_err(TunnelError::UdpBind)?;
-    let listener = match cfg.local {
-        Local::Listen(port) => Some(net.tcp_listen(port).map_err(TunnelError::Listen)?),
-        Local::Connect(_) => None,
-    };
-    let role = cfg.local.role();
-    let mut peer = cfg.peer;
-    let mut heard = false;
-    let mut punches: u32 = 0;
-    let mut now = net.now();
-    let mut next_punch = now;
-    let mut next_stats = cfg.stats_every_ms.map(|ms| time::add_millis(now, ms));
-    let mut session: Session<N::TcpSocket> = Session::new(1);
-    let mut local_retry_at: Option<Instant> = None;
-    // Connect: the newest session the peer announced; Listen: the session
-    // being announced and not yet echoed.
-    let mut announced_up_to: u32 = 1;
-    let mut announce_at: Option<Instant> = None;
-    let mut chunk = [0u8; 4096];
-    let ttl_normal = cfg.normal_ttl;
-    if cfg.prime_ttl > 0 {
-        let _ = net.udp_set_ttl(udp, cfg.prime_ttl);
-    }
-    // Connect serves its first session at once, as udphp.py does.
-    let mut want_connect = matches!(cfg.local, Local::Connect(_));
-
-    // Set when the handler says stop: the loop lingers until then.
-    let mut stop_at: Option<Instant> = None;
-    macro_rules! emit {
-        ($e:expr) => {
-            if on_event($e) == Flow::Stop && stop_at.is_none() {
-                stop_at = Some(time::add_millis(now, LINGER_MS));
-            }
+impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
+    /// Binds the UDP port (and the local listener for `-l`).
+    pub fn new(
+        net: &mut N,
+        tunnel: Tunnel<'a, F>,
+        cfg: DriverConfig,
+        bufs: Buffers<'a, N::TcpSocket>,
+    ) -> Result<Self, TunnelError> {
+        let udp = net.udp_bind(cfg.udp_port).map_err(TunnelError::UdpBind)?;
+        let listener = match cfg.local {
+            Local::Listen(port) => match net.tcp_listen(port) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    net.udp_close(udp);
+                    return Err(TunnelError::Listen(e));
+                }
+            },
+            Local::Connect(_) => None,
         };
+        for s in bufs.slots.iter_mut() {
+            *s = None;
+        }
+        let now = net.now();
+        Ok(Driver {
+            tunnel,
+            cfg,
+            udp,
+            listener,
+            bufs,
+            ttl: 0,
+            next_stats: cfg.stats_every_ms.map(|ms| time::add_millis(now, ms)),
+            stopped: false,
+            started: false,
+        })
     }
 
-    loop {
-        if let Some(at) = stop_at
-            && time::micros(now) >= time::micros(at)
-        {
-            return Ok(());
+    /// A snapshot of the tunnel.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            chosen: self.tunnel.chosen(),
+            link: self.tunnel.link_stats(),
+            v012: self.tunnel.v012_stats(),
+            pw1: self.tunnel.pw1_stats(),
+            streams: self.tunnel.open_streams(),
+            peer: self.tunnel.peer(),
         }
+    }
+
+    /// Local sockets attached now.
+    pub fn local_sockets(&self) -> usize {
+        self.bufs.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Everything that is ready now; see the module docs.
+    pub fn poll(
+        &mut self,
+        net: &mut N,
+        on_event: &mut impl FnMut(TunnelEvent) -> Flow,
+    ) -> Result<Poll, TunnelError> {
+        let mut now = net.now();
+        self.started = true;
         // ---- the peer's datagrams ----
-        let mut recv_errors = 0;
-        loop {
-            let (n, from) = match net.udp_recv_from(udp, rx) {
-                Ok(r) => r,
+        let mut more = false;
+        let mut errors = 0;
+        for k in 0..RECV_BUDGET {
+            if k > 0 && k % 32 == 0 {
+                now = net.now();
+            }
+            match net.udp_recv_from(self.udp, self.bufs.rx) {
+                Ok((n, from)) => {
+                    self.tunnel
+                        .handle_datagram(now, SocketAddr::V4(from), &self.bufs.rx[..n]);
+                }
                 Err(NetError::WouldBlock) => break,
-                // ICMP errors surface here on some stacks; they say nothing
-                // the heartbeats will not. A socket that keeps failing is
-                // left for the next wake-up instead of spun on.
+                // ICMP errors and oversized datagrams surface here; a socket
+                // that keeps failing is left for the next wake-up.
                 Err(_) => {
-                    recv_errors += 1;
-                    if recv_errors > 8 {
+                    errors += 1;
+                    if errors > 8 {
                         break;
                     }
-                    continue;
+                }
+            }
+            if k == RECV_BUDGET - 1 {
+                more = true;
+            }
+        }
+        self.tunnel.handle_timeout(now);
+        self.events(net, now, on_event);
+        self.local(net, now, on_event);
+        self.events(net, now, on_event);
+        self.transmit(net, now);
+        if let Some(at) = self.next_stats
+            && time::micros(now) >= time::micros(at)
+        {
+            self.next_stats = self.cfg.stats_every_ms.map(|ms| time::add_millis(now, ms));
+            let s = self.snapshot();
+            self.emit(now, on_event, TunnelEvent::Stats(s));
+        }
+        if self.stopped && self.tunnel.is_done(now) {
+            self.shutdown(net);
+            return Ok(Poll::Done);
+        }
+        let mut deadline = time::earliest(self.tunnel.poll_timeout(), self.next_stats);
+        if more {
+            deadline = Some(now);
+        }
+        Ok(Poll::Wait(deadline))
+    }
+
+    fn emit(
+        &mut self,
+        now: Instant,
+        on_event: &mut impl FnMut(TunnelEvent) -> Flow,
+        e: TunnelEvent,
+    ) {
+        if on_event(e) == Flow::Stop && !self.stopped {
+            self.stopped = true;
+            self.tunnel.close(now);
+        }
+    }
+
+    fn events(&mut self, net: &mut N, now: Instant, on_event: &mut impl FnMut(TunnelEvent) -> Flow) {
+        while let Some(e) = self.tunnel.poll_event() {
+            let report = match e {
+                Event::PeerHeard(a) => Some(TunnelEvent::PeerHeard(a)),
+                Event::PeerMoved(a) => Some(TunnelEvent::PeerMoved(a)),
+                Event::PeerSilent => Some(TunnelEvent::PeerSilent),
+                Event::PeerRestarted => Some(TunnelEvent::PeerRestarted),
+                Event::Protocol(c) => Some(TunnelEvent::Protocol(c)),
+                Event::ProtocolRefused => Some(TunnelEvent::ProtocolRefused),
+                Event::ConnectLocal(id) => self.connect_local(net, now, id),
+                Event::StreamClosed(id) => self.release(net, id, false),
+                Event::StreamReset(id) => self.release(net, id, true),
+                Event::AllStreamsReset => {
+                    for i in 0..self.bufs.slots.len() {
+                        if let Some(s) = self.bufs.slots[i].take() {
+                            net.tcp_close(s.socket);
+                            self.emit(now, on_event, TunnelEvent::StreamEnded {
+                                id: s.id,
+                                reset: true,
+                            });
+                        }
+                    }
+                    None
                 }
             };
-            if from.ip() != peer.ip() {
-                emit!(TunnelEvent::Foreign(from));
+            if let Some(r) = report {
+                self.emit(now, on_event, r);
+            }
+        }
+    }
+
+    fn connect_local(&mut self, net: &mut N, now: Instant, id: u32) -> Option<TunnelEvent> {
+        let Local::Connect(port) = self.cfg.local else {
+            return None;
+        };
+        let Some(free) = self.bufs.slots.iter().position(|s| s.is_none()) else {
+            // More streams than slots: the caller sized them wrong; the
+            // peer's client is refused rather than waiting forever.
+            self.tunnel.local_refused(now, id);
+            return Some(TunnelEvent::LocalConnectFailed {
+                id,
+                error: NetError::NoBuffers,
+            });
+        };
+        match net.tcp_connect_local(port) {
+            Ok(socket) => {
+                self.bufs.slots[free] = Some(LocalSlot {
+                    id,
+                    socket,
+                    connecting: true,
+                    eof: false,
+                    shut: false,
+                });
+                None
+            }
+            Err(error) => {
+                self.tunnel.local_refused(now, id);
+                Some(TunnelEvent::LocalConnectFailed { id, error })
+            }
+        }
+    }
+
+    fn release(&mut self, net: &mut N, id: u32, reset: bool) -> Option<TunnelEvent> {
+        let i = self.bufs.slots.iter().position(|s| s.is_some_and(|s| s.id == id))?;
+        let s = self.bufs.slots[i].take()?;
+        net.tcp_close(s.socket);
+        Some(TunnelEvent::StreamEnded { id, reset })
+    }
+
+    fn local(&mut self, net: &mut N, now: Instant, on_event: &mut impl FnMut(TunnelEvent) -> Flow) {
+        // New local clients.
+        if let Some(l) = self.listener {
+            while self.tunnel.can_accept() && self.bufs.slots.iter().any(|s| s.is_none()) {
+                let socket = match net.tcp_accept(l) {
+                    Ok(s) => s,
+                    Err(_) => break,
+                };
+                match self.tunnel.accept_local(now) {
+                    Some(id) => {
+                        let free = self.bufs.slots.iter().position(|s| s.is_none());
+                        if let Some(free) = free {
+                            self.bufs.slots[free] = Some(LocalSlot {
+                                id,
+                                socket,
+                                connecting: false,
+                                eof: false,
+                                shut: false,
+                            });
+                        }
+                        self.emit(now, on_event, TunnelEvent::StreamStarted(id));
+                    }
+                    None => net.tcp_close(socket),
+                }
+            }
+        }
+        for i in 0..self.bufs.slots.len() {
+            let Some(mut s) = self.bufs.slots[i] else {
                 continue;
-            }
-            // Only a well-formed frame may move the peer's port: a stray
-            // datagram from the peer's address must not redirect us.
-            if from.port() != peer.port() && Repr::parse(&rx[..n]).is_ok() {
-                peer = from;
-                emit!(TunnelEvent::PeerMoved(from));
-            }
-            if !heard {
-                heard = true;
-                let _ = net.udp_set_ttl(udp, ttl_normal);
-                emit!(TunnelEvent::PeerHeard(from));
-            }
-            if let Ok(Repr::Heartbeat(h)) = Repr::parse(&rx[..n])
-                && let Some(k) = announced(h.tail)
-            {
-                match cfg.local {
-                    Local::Connect(_) if k > announced_up_to => {
-                        announced_up_to = k;
+            };
+            if s.connecting {
+                match net.tcp_status(s.socket) {
+                    ConnectStatus::Connected => {
+                        s.connecting = false;
+                        self.tunnel.local_connected(s.id);
+                        self.emit(now, on_event, TunnelEvent::StreamStarted(s.id));
                     }
-                    Local::Listen(_) if announce_at.is_some() && k == session.number => {
-                        announce_at = None;
+                    ConnectStatus::Failed(error) => {
+                        net.tcp_close(s.socket);
+                        self.bufs.slots[i] = None;
+                        self.tunnel.local_refused(now, s.id);
+                        self.emit(now, on_event, TunnelEvent::LocalConnectFailed {
+                            id: s.id,
+                            error,
+                        });
+                        continue;
                     }
-                    _ => {}
-                }
-            }
-            if let Err(e) = ep.handle_datagram(now, &rx[..n]) {
-                emit!(TunnelEvent::BadDatagram(e));
-            }
-        }
-        ep.handle_timeout(now);
-
-        // ---- the local side ----
-        match cfg.local {
-            Local::Listen(_) => {
-                if session.socket.is_none()
-                    && stop_at.is_none()
-                    && let Some(l) = listener
-                    && let Ok(s) = net.tcp_accept(l)
-                {
-                    session.socket = Some(s);
-                    if session.number > 1 {
-                        announce_at = Some(now);
-                    }
-                    emit!(TunnelEvent::SessionStarted(session.number));
-                }
-            }
-            Local::Connect(port) => {
-                if session.number <= announced_up_to && session.socket.is_none() {
-                    want_connect = true;
-                }
-                let retry_due = local_retry_at.is_none_or(|t| time::micros(now) >= time::micros(t));
-                if want_connect && session.socket.is_none() && retry_due && stop_at.is_none() {
-                    want_connect = false;
-                    match net.tcp_connect_local(port) {
-                        Ok(s) => {
-                            session.socket = Some(s);
-                            session.connecting = true;
-                        }
-                        Err(e) => {
-                            want_connect = true;
-                            local_retry_at = Some(time::add_millis(now, LOCAL_RETRY_MS));
-                            emit!(TunnelEvent::LocalConnectFailed(e));
-                        }
-                    }
-                }
-                if session.connecting
-                    && let Some(s) = session.socket
-                {
-                    match net.tcp_status(s) {
-                        ConnectStatus::Connected => {
-                            session.connecting = false;
-                            local_retry_at = None;
-                            if session.number > 1 {
-                                // Echo the announcement: the listener stops
-                                // repeating it.
-                                let mut hb = [0u8; 15];
-                                let len = announcement(role, session.number, &mut hb);
-                                let _ = net.udp_send_to(udp, &hb[..len], peer);
-                            }
-                            emit!(TunnelEvent::SessionStarted(session.number));
-                        }
-                        ConnectStatus::Failed(e) => {
-                            net.tcp_close(s);
-                            session.socket = None;
-                            session.connecting = false;
-                            want_connect = true;
-                            local_retry_at = Some(time::add_millis(now, LOCAL_RETRY_MS));
-                            emit!(TunnelEvent::LocalConnectFailed(e));
-                        }
-                        ConnectStatus::Pending | ConnectStatus::Handshaking => {}
+                    ConnectStatus::Pending | ConnectStatus::Handshaking => {
+                        self.bufs.slots[i] = Some(s);
+                        continue;
                     }
                 }
             }
-        }
-
-        if let (Some(s), false) = (session.socket, session.connecting) {
             // Local → peer.
-            while !session.local_done {
-                let cap = ep.send_capacity().min(chunk.len());
+            while !s.eof {
+                let cap = self
+                    .tunnel
+                    .stream_send_capacity(s.id)
+                    .min(self.bufs.local.len());
                 if cap == 0 {
                     break;
                 }
-                match net.tcp_read(s, &mut chunk[..cap]) {
+                match net.tcp_read(s.socket, &mut self.bufs.local[..cap]) {
                     Ok(0) => {
-                        session.local_done = true;
-                        ep.close_send();
+                        s.eof = true;
+                        self.tunnel.stream_finish(s.id);
                     }
                     Ok(n) => {
-                        ep.send(&chunk[..n]);
+                        let taken = self.tunnel.stream_send(s.id, &self.bufs.local[..n]);
+                        debug_assert_eq!(taken, n, "the machine took less than its capacity");
                     }
                     Err(NetError::WouldBlock) => break,
                     Err(_) => {
-                        session.local_done = true;
-                        session.broken = true;
-                        ep.close_send();
+                        s.eof = true;
+                        self.tunnel.stream_reset(s.id);
                     }
                 }
             }
             // Peer → local.
             loop {
-                if session.pending_at == session.pending_len {
-                    session.pending_at = 0;
-                    session.pending_len = ep.recv(&mut session.pending);
-                    if session.pending_len == 0 {
+                match self.tunnel.stream_peek(s.id) {
+                    StreamRead::Data(d) => match net.tcp_write(s.socket, d) {
+                        Ok(0) | Err(NetError::WouldBlock) => break,
+                        Ok(n) => self.tunnel.stream_consume(s.id, n),
+                        Err(_) => {
+                            s.eof = true;
+                            self.tunnel.stream_reset(s.id);
+                            break;
+                        }
+                    },
+                    StreamRead::Finished => {
+                        if !s.shut {
+                            s.shut = true;
+                            let _ = net.tcp_shutdown_write(s.socket);
+                        }
                         break;
                     }
-                }
-                if session.broken {
-                    session.pending_at = session.pending_len;
-                    continue;
-                }
-                match net.tcp_write(s, &session.pending[session.pending_at..session.pending_len]) {
-                    Ok(n) => session.pending_at += n,
-                    Err(NetError::WouldBlock) => break,
-                    Err(_) => {
-                        session.broken = true;
-                        if !session.local_done {
-                            session.local_done = true;
-                            ep.close_send();
-                        }
-                    }
+                    _ => break,
                 }
             }
-            if ep.peer_finished() && session.pending_at == session.pending_len && !session.shut {
-                session.shut = true;
-                let _ = net.tcp_shutdown_write(s);
-            }
-            if session.shut && ep.send_finished() && ep.next_session() {
-                net.tcp_close(s);
-                emit!(TunnelEvent::SessionEnded(session.number));
-                session = Session::new(session.number + 1);
-                announce_at = None;
-            }
+            self.bufs.slots[i] = Some(s);
         }
+    }
 
-        // ---- timers: punch heartbeats, announcements, stats ----
-        if !heard && time::micros(now) >= time::micros(next_punch) {
-            let greeting = role.greeting();
-            if punches == PRIME_COUNT && cfg.prime_ttl > 0 {
-                let _ = net.udp_set_ttl(udp, ttl_normal);
+    fn transmit(&mut self, net: &mut N, now: Instant) {
+        while let Some(t) = self.tunnel.poll_transmit(now, self.bufs.tx) {
+            let SocketAddr::V4(to) = t.to else {
+                // The backends are IPv4 only for now.
+                continue;
+            };
+            if t.ttl != self.ttl && net.udp_set_ttl(self.udp, t.ttl).is_ok() {
+                self.ttl = t.ttl;
             }
-            let _ = net.udp_send_to(udp, greeting, peer);
-            punches = punches.saturating_add(1);
-            next_punch = time::add_millis(now, PUNCH_INTERVAL_MS);
+            // A full send queue loses the datagram as the network would;
+            // the transport sends it again.
+            let _ = net.udp_send_to(self.udp, &self.bufs.tx[..t.len], SocketAddrV4::new(*to.ip(), to.port()));
         }
-        if let Some(at) = announce_at
-            && time::micros(now) >= time::micros(at)
-        {
-            let mut hb = [0u8; 15];
-            let len = announcement(role, session.number, &mut hb);
-            let _ = net.udp_send_to(udp, &hb[..len], peer);
-            announce_at = Some(time::add_millis(now, ANNOUNCE_INTERVAL_MS));
-        }
-        if let Some(at) = next_stats
-            && time::micros(now) >= time::micros(at)
-        {
-            next_stats = cfg.stats_every_ms.map(|ms| time::add_millis(now, ms));
-            emit!(TunnelEvent::Stats(ep.stats()));
-        }
+    }
 
-        // ---- output ----
-        while let Some(n) = ep.poll_transmit(now, tx) {
-            match net.udp_send_to(udp, &tx[..n], peer) {
-                // A full send queue loses this datagram like the network
-                // would; the endpoint retransmits.
-                Ok(()) | Err(_) => {}
+    fn shutdown(&mut self, net: &mut N) {
+        for s in self.bufs.slots.iter_mut() {
+            if let Some(s) = s.take() {
+                net.tcp_close(s.socket);
             }
         }
-        while let Some(e) = ep.poll_event() {
-            match e {
-                Event::PeerSilent => emit!(TunnelEvent::PeerSilent),
-                Event::PeerHeard | Event::PeerFinished | Event::SendFinished => {}
-                Event::RetransmitLimit { .. } => emit!(TunnelEvent::PeerSilent),
-            }
+        if let Some(l) = self.listener.take() {
+            net.tcp_unlisten(l);
         }
+        net.udp_close(self.udp);
+    }
+}
 
-        // ---- sleep ----
-        let mut deadline = ep.poll_timeout();
-        if !heard {
-            deadline = time::earliest(deadline, Some(next_punch));
+/// Runs `driver` until the handler says stop (and the tunnel lingered) or
+/// the backend fails.
+pub fn run<N, const F: usize>(
+    net: &mut N,
+    driver: &mut Driver<'_, N, F>,
+    mut on_event: impl FnMut(TunnelEvent) -> Flow,
+) -> Result<(), TunnelError>
+where
+    N: Udp + Tcp + Wait,
+{
+    loop {
+        match driver.poll(net, &mut on_event)? {
+            Poll::Done => return Ok(()),
+            Poll::Wait(deadline) => {
+                net.wait(deadline).map_err(TunnelError::Wait)?;
+            }
         }
-        deadline = time::earliest(deadline, announce_at);
-        deadline = time::earliest(deadline, next_stats);
-        if want_connect && stop_at.is_none() {
-            deadline = time::earliest(deadline, local_retry_at.or(Some(now)));
-        }
-        deadline = time::earliest(deadline, stop_at);
-        now = net.wait(deadline).map_err(TunnelError::Wait)?;
     }
 }

@@ -61,6 +61,7 @@ pub struct Endpoint<const WINDOW: usize = 1, const FRAME_CAP: usize = DEFAULT_FR
     heartbeat_due: bool,
     last_heard: Instant,
     heard_ever: bool,
+    heartbeats_off: bool,
     silent: bool,
     peer_finished_reported: bool,
     failed: bool,
@@ -96,6 +97,7 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
             heartbeat_due: true,
             last_heard: now,
             heard_ever: false,
+            heartbeats_off: false,
             silent: false,
             peer_finished_reported: false,
             failed: false,
@@ -141,6 +143,13 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
         }
         self.config.frame_size = self.send.frame_size();
         self.sync_rtt_stats();
+    }
+
+    /// Stops (or restarts) this endpoint's own heartbeats, for a caller
+    /// that sends heartbeats itself (the tunnel machine, whose heartbeats
+    /// carry capabilities).
+    pub fn set_heartbeats(&mut self, on: bool) {
+        self.heartbeats_off = !on;
     }
 
     /// The configuration in use (`frame_size` as clamped).
@@ -328,6 +337,22 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
         n
     }
 
+    /// The peer's bytes held in order, without taking them; pass how many
+    /// were used to [`recv_consume`](Self::recv_consume).
+    pub fn recv_peek(&self) -> &[u8] {
+        self.recv.peek()
+    }
+
+    /// Drops `n` bytes that [`recv_peek`](Self::recv_peek) showed, as
+    /// [`recv`](Self::recv) would have handed them out.
+    pub fn recv_consume(&mut self, n: usize) {
+        self.recv.consume(n);
+        if self.recv.take_room_opened() {
+            self.queue_control(Control::Nack(self.recv.expected()));
+        }
+        self.check_peer_finished();
+    }
+
     /// Starts the next session once this one is over both ways
     /// ([`peer_finished`](Self::peer_finished) and
     /// [`send_finished`](Self::send_finished)): the streams reopen and
@@ -386,7 +411,7 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
                 self.stats.retransmits += 1;
             }
             n
-        } else if self.heartbeat_due {
+        } else if self.heartbeat_due && !self.heartbeats_off {
             self.heartbeat_due = false;
             self.stats.heartbeats_sent += 1;
             let g = self.config.role.greeting();
@@ -433,7 +458,9 @@ impl<const WINDOW: usize, const FRAME_CAP: usize> Endpoint<WINDOW, FRAME_CAP> {
 
     /// Whether a datagram is waiting for `poll_transmit`.
     pub fn has_transmit(&self) -> bool {
-        !self.control.is_empty() || self.heartbeat_due || (!self.failed && self.send.has_due())
+        !self.control.is_empty()
+            || (self.heartbeat_due && !self.heartbeats_off)
+            || (!self.failed && self.send.has_due())
     }
 
     /// Peer bytes [`recv`](Self::recv) can hand out now.

@@ -90,12 +90,36 @@
 
 pub mod driver;
 mod endpoint;
+pub mod machine;
+pub mod pw1;
 mod recv;
 mod rtt;
 mod send;
 
-pub use driver::{Buffers, Flow, Local, TunnelConfig, TunnelError, TunnelEvent, run, run_with};
+pub use driver::{
+    Buffers, Driver, DriverConfig, Flow, LocalSlot, Poll, Snapshot, TunnelError, TunnelEvent, run,
+};
 pub use endpoint::Endpoint;
+pub use machine::{Chosen, MachineConfig, Protocol, Transmit, Tunnel};
+
+/// Which local side this tunnel end serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    /// `-c PORT`: connect to the local TCP service on PORT for each stream.
+    Connect(u16),
+    /// `-l PORT`: listen for local TCP clients on PORT.
+    Listen(u16),
+}
+
+impl Local {
+    /// The udphp role of this side.
+    pub fn role(self) -> Role {
+        match self {
+            Local::Connect(_) => Role::Connect,
+            Local::Listen(_) => Role::Listen,
+        }
+    }
+}
 
 use crate::compress::InflateError;
 use crate::frame::{self, MAX_PAYLOAD, Role};

@@ -138,6 +138,20 @@ impl Receiver {
         Verdict::Accepted { len }
     }
 
+    /// Held bytes, in order.
+    pub(super) fn peek(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Drops `n` held bytes (at most what is held).
+    pub(super) fn consume(&mut self, n: usize) {
+        self.start += n.min(self.available());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     /// Hands out held bytes in order.
     pub(super) fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.available());
