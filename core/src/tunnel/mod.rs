@@ -90,6 +90,7 @@
 
 pub mod driver;
 mod endpoint;
+pub mod pw1;
 mod recv;
 mod rtt;
 mod send;

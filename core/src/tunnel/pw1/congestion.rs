@@ -1,0 +1,228 @@
+//! Congestion control for pw1: one [`Controller`] interface, a model-based
+//! [`Bbr`] (the default) and a loss-based [`NewReno`] (a fallback and a
+//! yardstick in tests).
+//!
+//! ## Where it sits
+//!
+//! The connection owns a controller and a [`Pacer`](super::pacer::Pacer).
+//! It asks the controller how much may be in flight ([`Controller::cwnd`])
+//! and how fast to send ([`Controller::pacing_rate`]); the pacer turns the
+//! rate into send times. The controller reads no clock and sees no packet
+//! numbers: the connection does loss detection and RTT estimation
+//! (RFC 9002 §5–6) and reports the results.
+//!
+//! ```text
+//! send:  if bytes_in_flight + len <= cc.cwnd() && pacer.send_at(now, len, cc.pacing_rate()).is_none() {
+//!            let sent = cc.on_sent(now, len, bytes_in_flight);   // before adding len
+//!            pacer.on_sent(now, len, cc.pacing_rate());
+//!            store `sent` in the packet's sent record; bytes_in_flight += len;
+//!        }
+//! ack:   remove the newly acked packets from flight, then
+//!            cc.on_ack(now, &acked, rtt_sample, min_rtt, bytes_in_flight)
+//! loss:  remove the lost packets from flight, then cc.on_loss(now, &lost, bytes_in_flight)
+//! PTO:   on persistent congestion (RFC 9002 §7.6) cc.on_persistent_congestion(now)
+//! idle:  when the window has room but nothing (or flow control) stops sending:
+//!            cc.on_app_limited(bytes_in_flight)
+//! ```
+//!
+//! Every `bytes` is the packet's full UDP payload (what occupies the path).
+//! Only ack-eliciting packets count as in flight (RFC 9002 §2).
+//!
+//! ## Why BBR, and how random loss is told from congestion
+//!
+//! On the paths of issue 11 (20 ms + 1 % loss, 50 ms + 2 % loss) a
+//! loss-based controller halves its window on every loss and ends up at a
+//! few percent of the link (kernel CUBIC: 0.8 and 0.18 MB/s). [`Bbr`]
+//! instead builds a model of the path, the bottleneck bandwidth (a windowed
+//! max of delivery-rate samples) and the round-trip propagation time (a
+//! windowed min of RTT samples), and paces at the bandwidth with a window of
+//! about two bandwidth-delay products. Losses only matter when they show
+//! *congestion*: see the [`bbr`] module docs for states, gains, filters
+//! and the loss response (a BBRv2-style loss-rate threshold of
+//! [`bbr::LOSS_THRESH_PCT`] %, above the 2 % random loss pw1 must
+//! tolerate).
+//!
+//! ## Delivery-rate samples
+//!
+//! [`SentState`] is the snapshot of the connection's delivery counters
+//! taken when a packet is sent (draft-cheng-iccrg-delivery-rate-estimation);
+//! when the packet is acked, bytes delivered since that snapshot over the
+//! longer of the send and ack intervals give one bandwidth sample. Samples
+//! taken while the sender was application-limited are marked, so an idle
+//! sender does not talk its estimate down (and a burst after idle cannot
+//! talk it up: the interval is never shorter than the send interval).
+//!
+//! ## Integer arithmetic
+//!
+//! No floats: rates are bytes per second in `u64`, times are µs, gains are
+//! percentages. Overflow needs rates above 10¹³ B/s or times above years.
+
+pub mod bbr;
+mod filter;
+pub mod new_reno;
+mod rate;
+
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod tests;
+
+pub use bbr::{Bbr, BbrConfig};
+pub use new_reno::{NewReno, NewRenoConfig};
+
+use crate::time::Instant;
+
+/// The connection's delivery counters when a packet was sent, kept in the
+/// packet's sent record and handed back with it on ack or loss.
+///
+/// 41 bytes of payload (48 with padding); every controller returns one,
+/// [`NewReno`] leaves the rate fields at their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentState {
+    /// Bytes delivered (acked) on the connection when the packet was sent.
+    pub delivered: u64,
+    /// When `delivered` last changed (µs on the core clock).
+    pub delivered_time: Instant,
+    /// Send time of the first packet of the flight this one belongs to
+    /// (the start of the send interval of its rate sample).
+    pub first_sent_time: Instant,
+    /// Bytes declared lost on the connection when the packet was sent.
+    pub lost: u64,
+    /// Bytes in flight right after this packet was sent (including it).
+    pub tx_in_flight: u64,
+    /// The sender was application-limited when the packet was sent.
+    pub is_app_limited: bool,
+}
+
+/// A newly acked packet, as the connection hands it to [`Controller::on_ack`].
+#[derive(Clone, Copy, Debug)]
+pub struct AckedPacket {
+    /// What [`Controller::on_sent`] returned for it.
+    pub sent: SentState,
+    /// When it was sent.
+    pub sent_time: Instant,
+    /// Its size (full UDP payload).
+    pub bytes: usize,
+}
+
+/// A packet declared lost, as the connection hands it to [`Controller::on_loss`].
+#[derive(Clone, Copy, Debug)]
+pub struct LostPacket {
+    /// What [`Controller::on_sent`] returned for it.
+    pub sent: SentState,
+    /// When it was sent.
+    pub sent_time: Instant,
+    /// Its size (full UDP payload).
+    pub bytes: usize,
+}
+
+/// The controller's state, for stats and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CcState {
+    /// BBR: exponential search for the bottleneck bandwidth.
+    Startup,
+    /// BBR: draining the queue Startup built.
+    Drain,
+    /// BBR: steady state, cycling the pacing gain around the estimate.
+    ProbeBw(ProbeBwPhase),
+    /// BBR: window cut to refresh the min-RTT estimate.
+    ProbeRtt,
+    /// NewReno: slow start.
+    SlowStart,
+    /// NewReno: congestion avoidance.
+    CongestionAvoidance,
+    /// NewReno: loss recovery (one window reduction per round trip).
+    Recovery,
+}
+
+/// The phase of BBR's ProbeBw gain cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeBwPhase {
+    /// Pacing gain 5/4: probe for more bandwidth.
+    Up,
+    /// Pacing gain 3/4: drain the queue the probe built.
+    Down,
+    /// Pacing gain 1: cruise at the estimate.
+    Cruise,
+}
+
+/// A snapshot of a controller's model, for `--stats` and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CcStats {
+    /// State or mode.
+    pub state: CcState,
+    /// Congestion window, bytes.
+    pub cwnd: usize,
+    /// Pacing rate, bytes per second.
+    pub pacing_rate: u64,
+    /// Bandwidth estimate in use, bytes per second (BBR: the windowed max
+    /// capped by the congestion lower bound; NewReno: cwnd / srtt).
+    pub bw: u64,
+    /// Min-RTT estimate, µs (0: no sample yet).
+    pub min_rtt_us: u64,
+    /// Current pacing gain, percent.
+    pub pacing_gain_pct: u32,
+    /// BBR's upper bound on inflight learned from loss (`None`: unbounded).
+    pub inflight_hi: Option<u64>,
+    /// Round trips counted so far.
+    pub rounds: u64,
+    /// Bytes delivered (acked) so far.
+    pub delivered: u64,
+    /// Bytes declared lost so far.
+    pub lost: u64,
+    /// Round trips the controller judged congested (loss above threshold).
+    pub congested_rounds: u64,
+}
+
+/// A congestion controller: decides how much may be in flight and how fast
+/// to send. See the module docs for when the connection calls what.
+pub trait Controller {
+    /// A packet of `bytes` is being sent; `bytes_in_flight` is the amount
+    /// in flight *before* it. Returns the snapshot to store with it.
+    fn on_sent(&mut self, now: Instant, bytes: usize, bytes_in_flight: usize) -> SentState;
+    /// One ack frame's newly acked packets (largest last), with the RTT
+    /// sample if the largest newly acked packet gave one, the connection's
+    /// min RTT and the bytes in flight after removing them.
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        acked: &[AckedPacket],
+        rtt_us: Option<u64>,
+        min_rtt_us: u64,
+        bytes_in_flight: usize,
+    );
+    /// Packets declared lost (by packet or time threshold), bytes in flight
+    /// after removal.
+    fn on_loss(&mut self, now: Instant, lost: &[LostPacket], bytes_in_flight: usize);
+    /// Persistent congestion / PTO collapse (RFC 9002 §7.6): reset to a
+    /// minimal window.
+    fn on_persistent_congestion(&mut self, now: Instant);
+    /// The sender had nothing to send (or was flow-control limited) while
+    /// the window had room.
+    fn on_app_limited(&mut self, bytes_in_flight: usize);
+    /// Congestion window, bytes.
+    fn cwnd(&self) -> usize;
+    /// Pacing rate, bytes per second (never 0).
+    fn pacing_rate(&self) -> u64;
+    /// A snapshot of the model.
+    fn stats(&self) -> CcStats;
+}
+
+/// `a * num / den` without intermediate overflow for the sizes used here
+/// (saturating).
+pub(crate) fn mul_div(a: u64, num: u64, den: u64) -> u64 {
+    if den == 0 {
+        return u64::MAX;
+    }
+    match a.checked_mul(num) {
+        Some(p) => p / den,
+        None => {
+            let r = (a as u128) * (num as u128) / (den as u128);
+            if r > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                r as u64
+            }
+        }
+    }
+}
