@@ -12,7 +12,8 @@ use std::time::Duration;
 use punchwire_core::net::{Tcp, Wait};
 use punchwire_core::punch::{self, PunchConfig, PunchMachine};
 use punchwire_core::schedule::UnixTime;
-use punchwire_core::tunnel::{self, Config, Endpoint, Flow, Local, TunnelConfig, TunnelEvent};
+use punchwire_core::tunnel::{Local, Protocol, TunnelEvent};
+use punchwire_tests::host_tunnel::{self, Options};
 use punchwire_tests::smol::{
     Faults, Hub, Sizes, connect_wait, exchange, hub_node, run_for, run_until, serve_once, settle,
     test_bytes,
@@ -133,6 +134,7 @@ struct Gateway {
     local: Local,
     local_host: Option<Ipv4Addr>,
     seed: u32,
+    protocol: Protocol,
 }
 
 /// A tunnel gateway: runs one session and stops.
@@ -148,32 +150,28 @@ fn gateway(
         local,
         local_host,
         seed,
+        protocol,
     } = gw;
     let mut net = hub_node(&hub, me, Sizes::GATEWAY, Some(faults), seed);
     if let Some(h) = local_host {
         net.set_local_host(h);
     }
-    let mut ep: Box<Endpoint<1, 1400>> =
-        Box::new(Endpoint::new(Config::new(local.role()), net.now()));
-    let cfg = TunnelConfig {
-        peer: SocketAddrV4::new(peer, 4000),
-        udp_port: 4000,
+    let mut o = Options::new(
+        SocketAddrV4::new(peer, 4000),
+        4000,
         local,
-        prime_ttl: 0,
-        normal_ttl: 64,
-        stats_every_ms: Some(5000),
-    };
+        u64::from(seed) | 1,
+    );
+    o.stats_ms = Some(5000);
+    o.protocol = protocol;
     let trace = std::env::var_os("PW_TRACE").is_some();
     let mut events = Vec::new();
     let started = std::time::Instant::now();
-    tunnel::run(&mut net, &mut *ep, cfg, |e| {
-        let stop = matches!(e, TunnelEvent::SessionEnded(1))
-            || started.elapsed() > Duration::from_secs(90);
+    host_tunnel::run(&mut net, &o, |e| {
         if trace {
             eprintln!("{me} {:?} {e:?}", started.elapsed());
         }
-        events.push(e);
-        if stop { Flow::Stop } else { Flow::Continue }
+        events.push(*e);
     })
     .unwrap_or_else(|e| panic!("{me}: tunnel failed: {e}"));
     // The stack outlives the tunnel (as on the device): the local FIN's
@@ -186,7 +184,16 @@ fn gateway(
 }
 
 #[test]
-fn tunnel_session_with_loss_and_corruption() {
+fn tunnel_session_with_loss_and_corruption_v012() {
+    tunnel_session(Protocol::V012);
+}
+
+#[test]
+fn tunnel_session_with_loss_and_corruption_pw1() {
+    tunnel_session(Protocol::Auto);
+}
+
+fn tunnel_session(protocol: Protocol) {
     let hub = Hub::new(Duration::from_millis(5));
     let wan = Faults {
         drop_pct: 3,
@@ -215,6 +222,7 @@ fn tunnel_session_with_loss_and_corruption() {
             local: Local::Connect(9000),
             local_host: Some(B_APP),
             seed: 4,
+            protocol,
         };
         gateway(h2, gw, wan, d2)
     });
@@ -225,6 +233,7 @@ fn tunnel_session_with_loss_and_corruption() {
             local: Local::Listen(8000),
             local_host: None,
             seed: 5,
+            protocol,
         };
         gateway(h1, gw, wan, d1)
     });
@@ -276,11 +285,13 @@ fn tunnel_session_with_loss_and_corruption() {
                 .iter()
                 .any(|e| matches!(e, TunnelEvent::PeerHeard(_)))
         );
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, TunnelEvent::SessionEnded(1)))
-        );
+        assert!(events.iter().any(|e| matches!(
+            e,
+            TunnelEvent::StreamEnded {
+                id: 1,
+                reset: false
+            }
+        )));
     }
 }
 

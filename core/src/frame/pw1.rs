@@ -473,7 +473,8 @@ pub fn emit_ack(
             buf[1..7].copy_from_slice(&high.to_be_bytes()[2..]);
             let units = (delay_us / 16).min(u64::from(u16::MAX)) as u16;
             buf[7..9].copy_from_slice(&units.to_be_bytes());
-            buf[10..14].copy_from_slice(&((high - low).min(u64::from(u32::MAX)) as u32).to_be_bytes());
+            buf[10..14]
+                .copy_from_slice(&((high - low).min(u64::from(u32::MAX)) as u32).to_be_bytes());
         } else {
             // Ranges that do not fit (or are malformed) are left out: an
             // ack may always say less than it knows.

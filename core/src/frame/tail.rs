@@ -182,7 +182,7 @@ mod tests {
             for x in b[..n].iter_mut() {
                 *x = rng.next() as u8;
             }
-            if n >= 3 && rng.next() % 2 == 0 {
+            if n >= 3 && rng.next().is_multiple_of(2) {
                 b[..3].copy_from_slice(CAPS_TAG);
             }
             let _ = Tail::parse(&b[..n]);

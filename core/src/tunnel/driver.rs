@@ -83,6 +83,14 @@ pub enum TunnelEvent {
         /// Why.
         error: NetError,
     },
+    /// Datagrams were dropped since the last report: totals so far.
+    Dropped {
+        /// From addresses other than the peer's IP.
+        foreign: u64,
+        /// From the peer's IP but malformed, damaged, or from another port
+        /// and not shown to be the peer's.
+        bad: u64,
+    },
     /// Periodic statistics.
     Stats(Snapshot),
 }
@@ -161,6 +169,8 @@ pub struct Driver<'a, N: Udp + Tcp, const F: usize> {
     next_stats: Option<Instant>,
     stopped: bool,
     started: bool,
+    /// Dropped-datagram totals last reported.
+    dropped: (u64, u64),
 }
 
 impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
@@ -196,6 +206,7 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             next_stats: cfg.stats_every_ms.map(|ms| time::add_millis(now, ms)),
             stopped: false,
             started: false,
+            dropped: (0, 0),
         })
     }
 
@@ -250,6 +261,21 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
                 more = true;
             }
         }
+        let l = self.tunnel.link_stats();
+        let pw1_bad = self.tunnel.pw1_stats().map_or(0, |p| p.bad.total());
+        let v012_bad = self.tunnel.v012_stats().map_or(0, |v| v.bad.total());
+        let bad = l.malformed + l.unvalidated + pw1_bad + v012_bad;
+        if (l.foreign, bad) != self.dropped {
+            self.dropped = (l.foreign, bad);
+            self.emit(
+                now,
+                on_event,
+                TunnelEvent::Dropped {
+                    foreign: l.foreign,
+                    bad,
+                },
+            );
+        }
         self.tunnel.handle_timeout(now);
         self.events(net, now, on_event);
         self.local(net, now, on_event);
@@ -285,7 +311,12 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
         }
     }
 
-    fn events(&mut self, net: &mut N, now: Instant, on_event: &mut impl FnMut(TunnelEvent) -> Flow) {
+    fn events(
+        &mut self,
+        net: &mut N,
+        now: Instant,
+        on_event: &mut impl FnMut(TunnelEvent) -> Flow,
+    ) {
         while let Some(e) = self.tunnel.poll_event() {
             let report = match e {
                 Event::PeerHeard(a) => Some(TunnelEvent::PeerHeard(a)),
@@ -301,10 +332,14 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
                     for i in 0..self.bufs.slots.len() {
                         if let Some(s) = self.bufs.slots[i].take() {
                             net.tcp_close(s.socket);
-                            self.emit(now, on_event, TunnelEvent::StreamEnded {
-                                id: s.id,
-                                reset: true,
-                            });
+                            self.emit(
+                                now,
+                                on_event,
+                                TunnelEvent::StreamEnded {
+                                    id: s.id,
+                                    reset: true,
+                                },
+                            );
                         }
                     }
                     None
@@ -348,7 +383,11 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
     }
 
     fn release(&mut self, net: &mut N, id: u32, reset: bool) -> Option<TunnelEvent> {
-        let i = self.bufs.slots.iter().position(|s| s.is_some_and(|s| s.id == id))?;
+        let i = self
+            .bufs
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|s| s.id == id))?;
         let s = self.bufs.slots[i].take()?;
         net.tcp_close(s.socket);
         Some(TunnelEvent::StreamEnded { id, reset })
@@ -395,10 +434,11 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
                         net.tcp_close(s.socket);
                         self.bufs.slots[i] = None;
                         self.tunnel.local_refused(now, s.id);
-                        self.emit(now, on_event, TunnelEvent::LocalConnectFailed {
-                            id: s.id,
-                            error,
-                        });
+                        self.emit(
+                            now,
+                            on_event,
+                            TunnelEvent::LocalConnectFailed { id: s.id, error },
+                        );
                         continue;
                     }
                     ConnectStatus::Pending | ConnectStatus::Handshaking => {
@@ -469,7 +509,11 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             }
             // A full send queue loses the datagram as the network would;
             // the transport sends it again.
-            let _ = net.udp_send_to(self.udp, &self.bufs.tx[..t.len], SocketAddrV4::new(*to.ip(), to.port()));
+            let _ = net.udp_send_to(
+                self.udp,
+                &self.bufs.tx[..t.len],
+                SocketAddrV4::new(*to.ip(), to.port()),
+            );
         }
     }
 

@@ -368,7 +368,10 @@ impl<'a, const F: usize> Tunnel<'a, F> {
                 (Tail::Caps(c), Some(k)) if c.token == k.token
             );
             let silent = micros_between(self.last_heard, now) >= PORT_SILENCE_MS * 1000;
-            if !self.heard || validated || (self.chosen != Chosen::Pw1 && silent) {
+            // First contact from another port (the peer's NAT moved it) is
+            // its heartbeat: every peer heartbeats first.
+            let first = !self.heard && matches!(repr, Repr::Heartbeat(_));
+            if first || validated || (self.heard && self.chosen != Chosen::Pw1 && silent) {
                 self.move_to(from);
             } else {
                 self.stats.unvalidated += 1;
@@ -389,7 +392,11 @@ impl<'a, const F: usize> Tunnel<'a, F> {
                 }
             }
             _ => {
-                self.decide_v012();
+                // A data frame is a v0.12 peer (udphp.py's first heartbeat
+                // may have been lost); a bare A/N decides nothing.
+                if matches!(repr, Repr::Data(_)) {
+                    self.decide_v012();
+                }
                 if self.chosen == Chosen::V012
                     && let Some(ep) = self.ep.as_deref_mut()
                 {
@@ -554,10 +561,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
 
     /// Fires due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.heard
-            && !self.silent
-            && micros_between(self.last_heard, now) >= self.cfg.silence_ms * 1000
-        {
+        if !self.silent && micros_between(self.last_heard, now) >= self.cfg.silence_ms * 1000 {
             self.silent = true;
             self.ev_silent = true;
         }
@@ -764,7 +768,8 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             self.v.echoed = false;
             self.v.session += 1;
             self.timers[Timer::Announce as usize] = None;
-            if matches!(self.cfg.local, Local::Connect(_)) && self.v.session <= self.v.announced_up_to
+            if matches!(self.cfg.local, Local::Connect(_))
+                && self.v.session <= self.v.announced_up_to
             {
                 self.v.connect_due = true;
             }
@@ -851,7 +856,9 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         }
         let len = match self.chosen {
             Chosen::V012 => self.ep.as_deref_mut()?.poll_transmit(now, buf)?,
-            Chosen::Pw1 if self.peer_caps.is_some() => self.conn.as_mut()?.poll_transmit(now, buf)?,
+            Chosen::Pw1 if self.peer_caps.is_some() => {
+                self.conn.as_mut()?.poll_transmit(now, buf)?
+            }
             _ => return None,
         };
         Some(Transmit {
@@ -909,17 +916,11 @@ impl<'a, const F: usize> Tunnel<'a, F> {
     }
 
     fn caps_tail(&self) -> Tail {
-        let pw1 = self.cfg.protocol != Protocol::V012
-            && (self.storage.is_some() || self.conn.is_some());
+        let pw1 =
+            self.cfg.protocol != Protocol::V012 && (self.storage.is_some() || self.conn.is_some());
         let max_streams = match (&self.storage, &self.conn) {
             (Some(s), _) => self.cfg.pw1.max_streams_for(s),
-            (None, Some(_)) => {
-                if self.cfg.pw1.accept_streams {
-                    self.cfg.pw1.max_streams
-                } else {
-                    0
-                }
-            }
+            (None, Some(_)) if self.cfg.pw1.accept_streams => self.cfg.pw1.max_streams,
             _ => 0,
         };
         Tail::Caps(Caps {
@@ -940,12 +941,12 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             t = earliest(t, x);
         }
         if self.caps_reply_due {
-            let at = self
-                .last_caps_reply
-                .map_or(self.last_heard, |l| crate::time::add_millis(l, CAPS_REPLY_MS));
+            let at = self.last_caps_reply.map_or(self.last_heard, |l| {
+                crate::time::add_millis(l, CAPS_REPLY_MS)
+            });
             t = earliest(t, Some(at));
         }
-        if self.heard && !self.silent {
+        if !self.silent {
             t = earliest(t, Some(add_millis(self.last_heard, self.cfg.silence_ms)));
         }
         match self.chosen {

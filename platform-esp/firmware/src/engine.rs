@@ -16,7 +16,7 @@
 //! Every step runs over the core's traits on [`Net`], whose `wait` fails
 //! when the link or the lease is lost, which ends the step.
 
-use core::net::SocketAddrV4;
+use core::net::{SocketAddr, SocketAddrV4};
 
 use embassy_net_driver::Driver;
 use esp_hal::rng::Rng;
@@ -27,11 +27,15 @@ use punchwire_core::punch::{self, Event, PunchConfig, PunchMachine};
 use punchwire_core::schedule::{self, MAX_SKEW_BOUND_MS};
 use punchwire_core::sntp::{self, SntpClient, SntpError, SntpSync};
 use punchwire_core::time::{self, Instant};
-use punchwire_core::tunnel::{self, Buffers, Flow, Local, TunnelConfig, TunnelError, TunnelEvent};
+use punchwire_core::tunnel::{
+    self, Buffers, Driver as TunnelDriver, DriverConfig, Flow, Local, LocalSlot, MachineConfig,
+    Protocol, Tunnel, TunnelError, TunnelEvent, pw1,
+};
+use punchwire_esp::TcpHandle;
 
 use crate::config::{Config, Mode, Role};
 use crate::net::Net;
-use crate::ram::{EngineRam, FRAME, SPLICE_BUF, TunnelEndpoint};
+use crate::ram::{EngineRam, FRAME, PW1_STREAMS, PW1_WINDOW, Pw1Ram, SPLICE_BUF, TunnelEndpoint};
 use punchwire_esp::splice::{self, SpliceError};
 
 /// Pause between rounds (after a tunnel or a spliced connection ended, or
@@ -143,8 +147,26 @@ pub fn run<D: Driver>(
         }
         match (&mut ram, clock) {
             (EngineRam::Tcp { splice }, Some(c)) => tcp_round(net, cfg, &rng, c, splice),
-            (EngineRam::Udp { endpoint, rx, tx }, _) => {
-                udp_round(net, cfg, endpoint, &mut rx[..], &mut tx[..])
+            (
+                EngineRam::Udp {
+                    endpoint,
+                    rx,
+                    tx,
+                    pw1,
+                    local,
+                    slots,
+                },
+                _,
+            ) => {
+                let token = (u64::from(rng.random()) << 32) | u64::from(rng.random()) | 1;
+                let mem = UdpMem {
+                    rx: &mut rx[..],
+                    tx: &mut tx[..],
+                    pw1,
+                    local: &mut local[..],
+                    slots: &mut slots[..],
+                };
+                udp_round(net, cfg, endpoint, mem, token)
             }
             // The tcp arm above always has a clock (the sync retried).
             (EngineRam::Tcp { .. }, None) => {}
@@ -361,34 +383,74 @@ fn log_punch_event(e: Event) {
     }
 }
 
-/// Runs the tunnel with a fresh endpoint until the peer falls silent or
-/// the network goes.
+/// The udp mode's memory for one round.
+struct UdpMem<'a> {
+    rx: &'a mut [u8],
+    tx: &'a mut [u8],
+    pw1: &'a mut Pw1Ram,
+    local: &'a mut [u8],
+    slots: &'a mut [Option<LocalSlot<TcpHandle>>],
+}
+
+/// Runs the tunnel (pw1 with a punchwire peer, udphp v0.12 with any
+/// other) until the peer falls silent or the network goes.
 fn udp_round<D: Driver>(
     net: &mut Net<D>,
     cfg: &Config,
     ep: &mut TunnelEndpoint,
-    rx: &mut [u8],
-    tx: &mut [u8],
+    mem: UdpMem<'_>,
+    token: u64,
 ) {
     let local = local_of(cfg.role);
     // A fresh endpoint: the peer that fell silent restarts from seq 0.
     // In place: a second endpoint would not fit the stack comfortably.
     ep.reset(endpoint_config(local), net.now());
-    let tcfg = TunnelConfig {
-        peer: SocketAddrV4::new(cfg.peer, cfg.udp_port),
-        udp_port: cfg.udp_port,
+    let mut p = pw1::Config::new(matches!(local, Local::Connect(_)));
+    p.max_streams = PW1_STREAMS as u16;
+    p.initial_chunks = (PW1_WINDOW / PW1_STREAMS / 2).max(1) as u16;
+    let mcfg = MachineConfig {
+        peer: SocketAddr::V4(SocketAddrV4::new(cfg.peer, cfg.udp_port)),
         local,
+        protocol: Protocol::Auto,
         prime_ttl: PRIME_TTL,
         normal_ttl: punch::DEFAULT_NORMAL_TTL,
-        stats_every_ms: Some(STATS_EVERY_MS),
+        heartbeat_ms: 15_000,
+        silence_ms: 120_000,
+        pw1: p,
+        token,
     };
+    let storage = pw1::Storage {
+        send: &mut mem.pw1.send[..],
+        recv: &mut mem.pw1.recv[..],
+        sent: &mut mem.pw1.sent[..],
+        streams: &mut mem.pw1.streams[..],
+    };
+    let now = net.now();
+    let machine = Tunnel::new(mcfg, Some(ep), Some(storage), now);
     println!(
-        "tunnel: to {}:{} ({local:?}, frames of {FRAME} B, uncompressed)",
+        "tunnel: to {}:{} ({local:?}; pw1 with {PW1_STREAMS} streams, or v0.12 frames of {FRAME} B)",
         cfg.peer, cfg.udp_port
     );
-    let mut bad: u64 = 0;
+    let dcfg = DriverConfig {
+        udp_port: cfg.udp_port,
+        local,
+        stats_every_ms: Some(STATS_EVERY_MS),
+    };
+    let bufs = Buffers {
+        rx: mem.rx,
+        tx: mem.tx,
+        local: mem.local,
+        slots: mem.slots,
+    };
+    let mut driver = match TunnelDriver::new(net, machine, dcfg, bufs) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("tunnel: {e}");
+            return;
+        }
+    };
     let mut foreign: u64 = 0;
-    let result = tunnel::run_with(net, ep, tcfg, Buffers { rx, tx }, |e| match e {
+    let result = tunnel::run(net, &mut driver, |e| match e {
         TunnelEvent::PeerHeard(a) => {
             println!("tunnel: peer heard from {a}: the hole is open");
             Flow::Continue
@@ -401,43 +463,63 @@ fn udp_round<D: Driver>(
             println!("tunnel: peer silent; starting over");
             Flow::Stop
         }
-        TunnelEvent::SessionStarted(n) => {
+        TunnelEvent::PeerRestarted => {
+            println!("tunnel: the peer restarted; its sessions were reset");
+            Flow::Continue
+        }
+        TunnelEvent::Protocol(c) => {
+            println!("tunnel: protocol {c:?}");
+            Flow::Continue
+        }
+        TunnelEvent::ProtocolRefused => {
+            println!("tunnel: the peer's protocol is refused");
+            Flow::Stop
+        }
+        TunnelEvent::StreamStarted(n) => {
             println!("tunnel: session {n} started");
             Flow::Continue
         }
-        TunnelEvent::SessionEnded(n) => {
-            println!("tunnel: session {n} ended");
+        TunnelEvent::StreamEnded { id, reset } => {
+            println!(
+                "tunnel: session {id} {}",
+                if reset { "reset" } else { "ended" }
+            );
             Flow::Continue
         }
-        TunnelEvent::LocalConnectFailed(e) => {
-            println!("tunnel: local service: {e} (retrying)");
+        TunnelEvent::LocalConnectFailed { id, error } => {
+            println!("tunnel: session {id}: local service: {error}");
             Flow::Continue
         }
-        TunnelEvent::BadDatagram(e) => {
-            bad += 1;
-            if bad.is_power_of_two() {
-                println!("tunnel: {bad} bad datagram(s) from the peer, latest: {e}");
+        TunnelEvent::Dropped { foreign: f, bad } => {
+            if f > foreign && f.is_power_of_two() {
+                println!("tunnel: ignored {f} datagram(s) from others ({bad} bad from the peer)");
             }
-            Flow::Continue
-        }
-        TunnelEvent::Foreign(a) => {
-            foreign += 1;
-            if foreign.is_power_of_two() {
-                println!("tunnel: ignored {foreign} datagram(s) from others, latest {a}");
-            }
+            foreign = f;
             Flow::Continue
         }
         TunnelEvent::Stats(s) => {
-            println!(
-                "tunnel stats: sent {} B in {} frames ({} retransmits), received {} B in {} frames, rtt {} us, bad {}",
-                s.payload_bytes_sent,
-                s.data_frames_sent,
-                s.retransmits,
-                s.payload_bytes_received,
-                s.data_frames_received,
-                s.srtt_us.unwrap_or(0),
-                s.bad.total()
-            );
+            if let Some(p) = s.pw1 {
+                println!(
+                    "tunnel stats: pw1, sent {} B, received {} B, rtt {} us, {} lost, {} retransmits, {} streams",
+                    p.stream_bytes_sent,
+                    p.stream_bytes_received,
+                    p.srtt_us.unwrap_or(0),
+                    p.packets_lost,
+                    p.retransmits,
+                    p.streams
+                );
+            } else if let Some(v) = s.v012 {
+                println!(
+                    "tunnel stats: v0.12, sent {} B in {} frames ({} retransmits), received {} B in {} frames, rtt {} us, bad {}",
+                    v.payload_bytes_sent,
+                    v.data_frames_sent,
+                    v.retransmits,
+                    v.payload_bytes_received,
+                    v.data_frames_received,
+                    v.srtt_us.unwrap_or(0),
+                    v.bad.total()
+                );
+            }
             Flow::Continue
         }
     });

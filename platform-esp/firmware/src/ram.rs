@@ -19,7 +19,9 @@
 //! Both: one UDP socket (SNTP, then the tunnel), the DHCP client.
 
 use punchwire_core::time::Instant;
-use punchwire_core::tunnel::{self, Endpoint};
+use punchwire_core::tunnel::pw1::{Chunk, SentPacket, Stream};
+use punchwire_core::tunnel::{self, Endpoint, LocalSlot};
+use punchwire_esp::TcpHandle;
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::{tcp, udp};
 use static_cell::{ConstStaticCell, StaticCell};
@@ -31,10 +33,13 @@ pub const TCP_PUNCH_SOCKETS: usize = 24;
 /// Receive and send buffer of each of them.
 pub const TCP_PUNCH_BUF: usize = 1024;
 /// TCP sockets for the tunnel's local side (udp mode).
-pub const TCP_TUNNEL_SOCKETS: usize = 3;
-/// Receive and send buffer of each of them: the tunnel moves one 1400-byte
-/// frame per round trip, the LAN side is never the bottleneck.
+pub const TCP_TUNNEL_SOCKETS: usize = PW1_STREAMS + 1;
+/// Receive and send buffer of each of them.
 pub const TCP_TUNNEL_BUF: usize = 2048;
+/// pw1 streams at once (local connections through the tunnel).
+pub const PW1_STREAMS: usize = 4;
+/// pw1 window in chunks (packets) each way.
+pub const PW1_WINDOW: usize = 16;
 /// Splice buffer of each direction (tcp mode); the sockets buffer more.
 pub const SPLICE_BUF: usize = 512;
 
@@ -48,10 +53,11 @@ pub type TunnelEndpoint = Endpoint<1, FRAME>;
 /// apart from one that fits exactly.
 pub const DATAGRAM_RX: usize = 1500 + 1;
 
-/// UDP socket payload buffer, each way: two full frames.
-const UDP_BUF: usize = 3 * 1024;
+/// UDP socket payload buffer, each way: a few full datagrams (pw1 paces
+/// its packets, the engine drains the socket at once).
+const UDP_BUF: usize = 6 * 1024;
 /// Datagrams queued per UDP socket direction.
-const UDP_DATAGRAMS: usize = 8;
+const UDP_DATAGRAMS: usize = 16;
 /// Socket storage: the largest pool, the UDP socket and the DHCP client.
 pub const SOCKETS: usize = TCP_PUNCH_SOCKETS + 2;
 
@@ -69,6 +75,17 @@ pub struct UdpRam {
     pub endpoint: TunnelEndpoint,
     pub rx: [u8; DATAGRAM_RX],
     pub tx: [u8; TunnelEndpoint::MAX_DATAGRAM],
+    pub pw1: Pw1Ram,
+    pub local: [u8; FRAME],
+    pub slots: [Option<LocalSlot<TcpHandle>>; PW1_STREAMS],
+}
+
+/// pw1's windows and tables.
+pub struct Pw1Ram {
+    pub send: [Chunk; PW1_WINDOW],
+    pub recv: [Chunk; PW1_WINDOW],
+    pub sent: [SentPacket; 4 * PW1_WINDOW],
+    pub streams: [Stream; PW1_STREAMS],
 }
 
 /// One mode's memory.
@@ -89,6 +106,9 @@ pub enum EngineRam {
         endpoint: &'static mut TunnelEndpoint,
         rx: &'static mut [u8; DATAGRAM_RX],
         tx: &'static mut [u8; TunnelEndpoint::MAX_DATAGRAM],
+        pw1: &'static mut Pw1Ram,
+        local: &'static mut [u8; FRAME],
+        slots: &'static mut [Option<LocalSlot<TcpHandle>>; PW1_STREAMS],
     },
 }
 
@@ -137,6 +157,9 @@ pub fn take(mode: Mode, endpoint: tunnel::Config, now: Instant) -> (SocketSet<'s
                     endpoint: &mut r.endpoint,
                     rx: &mut r.rx,
                     tx: &mut r.tx,
+                    pw1: &mut r.pw1,
+                    local: &mut r.local,
+                    slots: &mut r.slots,
                 },
             )
         }
@@ -170,6 +193,14 @@ fn init_udp(endpoint: tunnel::Config, now: Instant) -> &'static mut ModeRam {
             endpoint: TunnelEndpoint::new(endpoint, now),
             rx: [0; DATAGRAM_RX],
             tx: [0; TunnelEndpoint::MAX_DATAGRAM],
+            pw1: Pw1Ram {
+                send: [const { Chunk::EMPTY }; PW1_WINDOW],
+                recv: [const { Chunk::EMPTY }; PW1_WINDOW],
+                sent: [SentPacket::EMPTY; 4 * PW1_WINDOW],
+                streams: [Stream::EMPTY; PW1_STREAMS],
+            },
+            local: [0; FRAME],
+            slots: [None; PW1_STREAMS],
         })
     })
 }
@@ -191,12 +222,13 @@ pub fn log_sizes() {
     use core::mem::size_of;
     esp_println::println!(
         "engine RAM: tcp mode {} B, udp mode {} B (static, overlapping: {} B) + udp socket {} B; \
-         Endpoint<1,{FRAME}> {} B, tcp::Socket {} B, SocketStorage {} B, PunchMachine {} B (stack)",
+         Endpoint<1,{FRAME}> {} B, pw1 windows {} B, tcp::Socket {} B, SocketStorage {} B, PunchMachine {} B (stack)",
         size_of::<TcpRam>(),
         size_of::<UdpRam>(),
         size_of::<ModeRam>(),
         2 * UDP_BUF + 2 * UDP_DATAGRAMS * size_of::<udp::PacketMetadata>(),
         size_of::<TunnelEndpoint>(),
+        size_of::<Pw1Ram>(),
         size_of::<tcp::Socket<'static>>(),
         size_of::<SocketStorage<'static>>(),
         size_of::<punchwire_core::punch::PunchMachine>(),

@@ -182,29 +182,6 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
     Ok(Some(o))
 }
 
-fn random_nonce() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        return u64::from_le_bytes(b);
-    }
-    // No /dev/urandom: the hasher's per-process keys and the clock still
-    // make two processes differ.
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
 fn describe(part: Part) -> &'static str {
     match part {
         Part::Leader => "leader",
@@ -241,7 +218,7 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         }
     };
 
-    let mut config = PunchConfig::new(o.peer, random_nonce());
+    let mut config = PunchConfig::new(o.peer, punchwire_linux::random::u64());
     config.max_clock_error_ms = o.max_error_ms;
     config.interval_ms = o.interval_ms;
     config.timeout_ms = o.timeout_ms;

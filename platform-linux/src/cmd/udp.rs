@@ -1,14 +1,16 @@
 //! `punchwire udp`: UDP hole punch + a TCP-over-UDP tunnel, wire-compatible
 //! with udphp.py v0.12.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use lexopt::prelude::*;
 use log::{debug, info, warn};
-use punchwire_core::frame::MAX_PAYLOAD;
+use punchwire_core::frame::{MAX_FRAME_LEN, MAX_PAYLOAD};
 use punchwire_core::time::Milliseconds;
+use punchwire_core::tunnel::pw1::{self, Chunk, SentPacket, Stream};
 use punchwire_core::tunnel::{
-    self, Config, Endpoint, Flow, Local, Stats, TunnelConfig, TunnelError, TunnelEvent,
+    self, Chosen, Config, Driver, DriverConfig, Endpoint, Flow, Local, LocalSlot, MachineConfig,
+    Protocol, Snapshot, Tunnel, TunnelError, TunnelEvent,
 };
 
 use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
@@ -17,8 +19,9 @@ use punchwire_linux::net::LinuxNet;
 
 /// Help text.
 pub const HELP: &str = "\
-Punch a UDP hole to PEER_IP and carry local TCP sessions through it, speaking
-udphp.py v0.12's format (either side may be udphp.py).
+Punch a UDP hole to PEER_IP and carry local TCP sessions through it. Two
+punchwire peers speak pw1 (many sessions at once, fast on lossy long paths);
+any other peer gets udphp.py v0.12's format (either side may be udphp.py).
 
 Usage: punchwire udp -c PORT PEER_IP [UDP_PORT] [OPTIONS]
        punchwire udp -l PORT PEER_IP [UDP_PORT] [OPTIONS]
@@ -26,20 +29,27 @@ Usage: punchwire udp -c PORT PEER_IP [UDP_PORT] [OPTIONS]
   -c PORT          the 'server' side: connect to the local TCP service on
                    127.0.0.1:PORT for each session
   -l PORT          the 'client' side: listen on 127.0.0.1:PORT and carry each
-                   accepted connection, one after another
+                   accepted connection (pw1: all at once; v0.12: in turn)
   UDP_PORT         UDP port on both sides [default: 5555]
 
 Options:
+  --protocol P           auto, v012 or pw1 [default: auto: pw1 with a
+                         punchwire peer, v0.12 with udphp.py; pw1 refuses a
+                         v0.12 peer, exit 5]
+  --max-streams N        pw1: sessions at once, 1-4096 [default: 256]
+  --window N             pw1: chunks (~1.3 KB each) of send window; the
+                         receive window is twice that [default: 1024]
   -d, --debug            debug log on stderr (as udphp.py's -d)
   --heartbeat S          seconds between heartbeats [default: 15; OpenWrt
                          forgets an unanswered UDP mapping after 60 s]
   --silence S            give up after hearing nothing for S seconds
                          [default: 120]
-  --frame-size N         largest payload per datagram, 1-40000 [default: 1400:
-                         fits a 1500-byte MTU, no IP fragmentation]
+  --frame-size N         v0.12: largest payload per datagram, 1-40000
+                         [default: 1400: fits a 1500-byte MTU, no IP
+                         fragmentation; pw1 datagrams are at most 1400 bytes]
   --stats S              print a statistics line on stderr every S seconds
-  --sessions N           exit 0 after N sessions [default: run until the peer
-                         falls silent]
+  --sessions N           exit 0 after N sessions have ended [default: run
+                         until the peer falls silent]
   --ttl N                TTL of the first punch heartbeats, 0 to disable
                          [default: 3]
   --no-compress          send every frame uncompressed
@@ -48,11 +58,14 @@ Options:
   -v, --verbose          more log lines; -q, --quiet: errors only
   -h, --help             print this help
 
-Only datagrams from PEER_IP are used (the peer's port is learned from them,
-in case its router had to move it); others are counted and dropped, as are
-malformed ones. Exit codes: 0 the requested sessions are done; 1 I/O error;
-2 bad arguments; 3 the UDP port cannot be bound; 4 the peer fell silent;
-6 the local port cannot be listened on.
+Only datagrams from PEER_IP are used; its port is learned from its first
+datagram (its router may have had to move it) and moves later only on a
+datagram shown to be the peer's. Others are counted and dropped, as are
+malformed ones. A restarted punchwire peer is noticed (its sessions are
+reset) and served again at once. Exit codes: 0 the requested sessions are
+done; 1 I/O error; 2 bad arguments; 3 the UDP port cannot be bound; 4 the
+peer fell silent; 5 the peer's protocol is refused (--protocol); 6 the local
+port cannot be listened on.
 ";
 
 /// Exit codes (documented in [`HELP`]).
@@ -61,6 +74,7 @@ mod exit {
     pub const IO: u8 = 1;
     pub const UDP_BIND: u8 = 3;
     pub const SILENT: u8 = 4;
+    pub const PROTOCOL: u8 = 5;
     pub const LOCAL: u8 = 6;
 }
 
@@ -77,6 +91,9 @@ struct Options {
     ttl: u8,
     compress: bool,
     verbosity: i32,
+    protocol: Protocol,
+    max_streams: u16,
+    window: usize,
 }
 
 fn seconds_u32(name: &str, v: &str, min_ms: i64) -> Result<u32, UsageError> {
@@ -103,6 +120,9 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         ttl: 3,
         compress: true,
         verbosity: 0,
+        protocol: Protocol::Auto,
+        max_streams: 256,
+        window: 1024,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -157,6 +177,33 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
                 o.ttl = ttl("--ttl", &v)?;
             }
             Long("no-compress") => o.compress = false,
+            Long("protocol") => {
+                let v = text("--protocol", p.value()?)?;
+                o.protocol = match v.as_str() {
+                    "auto" => Protocol::Auto,
+                    "v012" | "v0.12" => Protocol::V012,
+                    "pw1" => Protocol::Pw1,
+                    _ => {
+                        return Err(usage(format!(
+                            "--protocol: expected auto, v012 or pw1, got {v:?}"
+                        )));
+                    }
+                };
+            }
+            Long("max-streams") => {
+                let v = text("--max-streams", p.value()?)?;
+                o.max_streams = match v.parse::<u16>() {
+                    Ok(n) if (1..=4096).contains(&n) => n,
+                    _ => return Err(usage(format!("--max-streams: expected 1-4096, got {v:?}"))),
+                };
+            }
+            Long("window") => {
+                let v = text("--window", p.value()?)?;
+                o.window = match v.parse::<usize>() {
+                    Ok(n) if (16..=65536).contains(&n) => n,
+                    _ => return Err(usage(format!("--window: expected 16-65536, got {v:?}"))),
+                };
+            }
             Long("bind-port") => {
                 let v = text("--bind-port", p.value()?)?;
                 o.bind_port = Some(port("--bind-port", &v)?);
@@ -185,21 +232,72 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
     Ok(Some(o))
 }
 
-fn stats_line(s: &Stats) -> String {
-    let rtt = s
-        .srtt_us
-        .map(|us| format!("{:.1} ms", us as f64 / 1000.0))
-        .unwrap_or_else(|| "-".into());
-    format!(
-        "stats: sent {} B in {} frames ({} retransmits), received {} B in {} frames, compression {:.2}, rtt {rtt}, bad datagrams {}",
-        s.payload_bytes_sent,
-        s.data_frames_sent,
-        s.retransmits,
-        s.payload_bytes_received,
-        s.data_frames_received,
-        s.compression_ratio(),
-        s.bad.total()
-    )
+fn stats_line(s: &Snapshot) -> String {
+    let ms = |us: Option<u64>| {
+        us.map(|us| format!("{:.1} ms", us as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    match (s.chosen, s.pw1, s.v012) {
+        (Chosen::Pw1, Some(p), _) => format!(
+            "stats: pw1, sent {} B, received {} B, rtt {} (min {}), cwnd {} KB, pacing {:.1} Mbit/s, {} packets lost, {} retransmits, {} probe timeouts, {} streams open ({} opened, {} reset), bad datagrams {}",
+            p.stream_bytes_sent,
+            p.stream_bytes_received,
+            ms(p.srtt_us),
+            ms(p.min_rtt_us),
+            p.cwnd / 1024,
+            p.pacing_rate as f64 * 8.0 / 1e6,
+            p.packets_lost,
+            p.retransmits,
+            p.ptos,
+            p.streams,
+            p.streams_opened,
+            p.streams_reset,
+            p.bad.total() + s.link.malformed + s.link.unvalidated,
+        ),
+        (_, _, Some(v)) => format!(
+            "stats: v0.12, sent {} B in {} frames ({} retransmits), received {} B in {} frames, compression {:.2}, rtt {}, bad datagrams {}",
+            v.payload_bytes_sent,
+            v.data_frames_sent,
+            v.retransmits,
+            v.payload_bytes_received,
+            v.data_frames_received,
+            v.compression_ratio(),
+            ms(v.srtt_us),
+            v.bad.total() + s.link.malformed + s.link.unvalidated
+        ),
+        _ => format!(
+            "stats: waiting for the peer ({} heartbeats sent, {} foreign datagrams)",
+            s.link.heartbeats_sent, s.link.foreign
+        ),
+    }
+}
+
+/// The pw1 memory of one tunnel, on the heap (sizes from the options).
+struct Pw1Memory {
+    send: Vec<Chunk>,
+    recv: Vec<Chunk>,
+    sent: Vec<SentPacket>,
+    streams: Vec<Stream>,
+}
+
+impl Pw1Memory {
+    fn new(window: usize, max_streams: u16) -> Self {
+        Pw1Memory {
+            send: vec![Chunk::EMPTY; window],
+            recv: vec![Chunk::EMPTY; 2 * window],
+            sent: vec![SentPacket::EMPTY; 4 * window],
+            streams: vec![Stream::EMPTY; usize::from(max_streams)],
+        }
+    }
+
+    fn storage(&mut self) -> pw1::Storage<'_> {
+        pw1::Storage {
+            send: &mut self.send,
+            recv: &mut self.recv,
+            sent: &mut self.sent,
+            streams: &mut self.streams,
+        }
+    }
 }
 
 /// Runs the subcommand; returns the exit code.
@@ -222,14 +320,61 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     config.silence_timeout = Milliseconds(o.silence_ms);
     config.compress = o.compress;
     // udphp-sized frames need udphp-sized slots: 40 000 bytes of payload.
-    let mut ep: Box<Endpoint<1, MAX_PAYLOAD>> = Box::new(Endpoint::new(config, clock::now()));
-    let cfg = TunnelConfig {
-        peer: SocketAddrV4::new(o.peer, o.udp_port),
-        udp_port: o.bind_port.unwrap_or(o.udp_port),
+    let mut ep: Option<Box<Endpoint<1, MAX_PAYLOAD>>> =
+        (o.protocol != Protocol::Pw1).then(|| Box::new(Endpoint::new(config, clock::now())));
+    // The initial credit must leave room in the receive pool for every
+    // stream the peer may open.
+    let initial_chunks = (2 * o.window / usize::from(o.max_streams) / 2).clamp(1, 8) as u16;
+    let mut mem = (o.protocol != Protocol::V012).then(|| Pw1Memory::new(o.window, o.max_streams));
+    let mut pw1_cfg = pw1::Config::new(matches!(o.local, Local::Connect(_)));
+    pw1_cfg.max_streams = o.max_streams;
+    pw1_cfg.initial_chunks = initial_chunks;
+    pw1_cfg.keepalive_ms = o.heartbeat_ms;
+    let peer = SocketAddr::V4(SocketAddrV4::new(o.peer, o.udp_port));
+    let machine_cfg = MachineConfig {
+        peer,
         local: o.local,
+        protocol: o.protocol,
         prime_ttl: o.ttl,
         normal_ttl: 64,
+        heartbeat_ms: u64::from(o.heartbeat_ms),
+        silence_ms: u64::from(o.silence_ms),
+        pw1: pw1_cfg,
+        token: punchwire_linux::random::u64() | 1,
+    };
+    let now = clock::now();
+    let tunnel = Tunnel::new(
+        machine_cfg,
+        ep.as_deref_mut(),
+        mem.as_mut().map(|m| m.storage()),
+        now,
+    );
+    let mut rx = vec![0u8; MAX_FRAME_LEN + 1];
+    let mut tx = vec![0u8; Endpoint::<1, MAX_PAYLOAD>::MAX_DATAGRAM];
+    let mut local = vec![0u8; 16 * 1024];
+    let mut slots: Vec<Option<LocalSlot<punchwire_linux::net::Handle>>> =
+        vec![None; usize::from(o.max_streams).max(1)];
+    let buffers = tunnel::Buffers {
+        rx: &mut rx,
+        tx: &mut tx,
+        local: &mut local,
+        slots: &mut slots,
+    };
+    let dcfg = DriverConfig {
+        udp_port: o.bind_port.unwrap_or(o.udp_port),
+        local: o.local,
         stats_every_ms: o.stats_ms,
+    };
+    let mut driver = match Driver::new(&mut net, tunnel, dcfg, buffers) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{e}");
+            return Ok(match e {
+                TunnelError::UdpBind(_) => exit::UDP_BIND,
+                TunnelError::Listen(_) => exit::LOCAL,
+                TunnelError::Wait(_) => exit::IO,
+            });
+        }
     };
     match o.local {
         Local::Connect(p) => info!(
@@ -243,8 +388,8 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     }
     let mut code = exit::OK;
     let mut done_sessions = 0u32;
-    let mut foreign = 0u64;
-    let result = tunnel::run(&mut net, &mut *ep, cfg, |event| match event {
+    let (mut last_foreign, mut last_bad) = (0u64, 0u64);
+    let result = tunnel::run(&mut net, &mut driver, |event| match event {
         TunnelEvent::PeerHeard(a) => {
             info!("peer heard from {a}: the hole is open");
             Flow::Continue
@@ -258,12 +403,39 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             code = exit::SILENT;
             Flow::Stop
         }
-        TunnelEvent::SessionStarted(n) => {
+        TunnelEvent::PeerRestarted => {
+            warn!("the peer restarted: its sessions were reset; serving it again");
+            Flow::Continue
+        }
+        TunnelEvent::Protocol(c) => {
+            match c {
+                Chosen::Pw1 => info!("protocol pw1 (the peer is punchwire)"),
+                _ => info!("protocol udphp v0.12 (the peer did not offer pw1)"),
+            }
+            Flow::Continue
+        }
+        TunnelEvent::ProtocolRefused => {
+            log::error!(
+                "the peer speaks only udphp v0.12, and --protocol {} refuses it",
+                if o.protocol == Protocol::Pw1 {
+                    "pw1"
+                } else {
+                    "v012"
+                }
+            );
+            code = exit::PROTOCOL;
+            Flow::Stop
+        }
+        TunnelEvent::StreamStarted(n) => {
             info!("session {n} started");
             Flow::Continue
         }
-        TunnelEvent::SessionEnded(n) => {
-            info!("session {n} ended");
+        TunnelEvent::StreamEnded { id, reset } => {
+            if reset {
+                warn!("session {id} was reset");
+            } else {
+                info!("session {id} ended");
+            }
             done_sessions += 1;
             if o.sessions.is_some_and(|want| done_sessions >= want) {
                 Flow::Stop
@@ -271,20 +443,22 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
                 Flow::Continue
             }
         }
-        TunnelEvent::LocalConnectFailed(e) => {
-            warn!("local service refused ({e}); retrying every second");
+        TunnelEvent::LocalConnectFailed { id, error } => {
+            warn!("session {id}: local service 127.0.0.1 refused ({error})");
             Flow::Continue
         }
-        TunnelEvent::BadDatagram(e) => {
-            debug!("dropped a datagram from the peer: {e}");
-            Flow::Continue
-        }
-        TunnelEvent::Foreign(a) => {
-            foreign += 1;
-            if foreign.is_power_of_two() {
-                warn!(
-                    "ignored {foreign} datagram(s) from addresses other than the peer (latest {a})"
+        TunnelEvent::Dropped { foreign, bad } => {
+            if foreign > last_foreign {
+                if foreign.is_power_of_two() || foreign - last_foreign > 1 {
+                    warn!("ignored {foreign} datagram(s) from addresses other than the peer");
+                }
+                last_foreign = foreign;
+            }
+            if bad > last_bad {
+                debug!(
+                    "dropped a datagram from the peer: {bad} malformed, damaged or unvalidated so far"
                 );
+                last_bad = bad;
             }
             Flow::Continue
         }
@@ -295,16 +469,13 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     });
     match result {
         Ok(()) => {
-            info!("{}", stats_line(&ep.stats()));
+            info!("{}", stats_line(&driver.snapshot()));
+            debug!("link: {:?}", driver.snapshot().link);
             Ok(code)
         }
         Err(e) => {
             log::error!("{e}");
-            Ok(match e {
-                TunnelError::UdpBind(_) => exit::UDP_BIND,
-                TunnelError::Listen(_) => exit::LOCAL,
-                TunnelError::Wait(_) => exit::IO,
-            })
+            Ok(exit::IO)
         }
     }
 }

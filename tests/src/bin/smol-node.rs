@@ -16,8 +16,9 @@ use punchwire_core::punch::{
 };
 use punchwire_core::schedule::{MAX_SKEW_BOUND_MS, UnixTime};
 use punchwire_core::time::{self, Instant};
-use punchwire_core::tunnel::{self, Config, Endpoint, Flow, Local, TunnelConfig, TunnelEvent};
+use punchwire_core::tunnel::{self, Local, Protocol, TunnelEvent};
 use punchwire_esp::{Platform, SmolNet};
+use punchwire_tests::host_tunnel::{self, Options};
 use punchwire_tests::smol::{Sizes, since, socket_set};
 use smoltcp::iface::{Config as IfaceConfig, Interface};
 use smoltcp::phy::{self, Medium, TunTapInterface};
@@ -30,7 +31,7 @@ a TCP connection or carry a UDP tunnel, against the Linux `punchwire`.
 Usage: smol-node NODE_OPTIONS tcp PEER_IP [--timeout S] [--clock-offset S]
                  [--max-clock-error S] [--ttl N]
        smol-node NODE_OPTIONS udp PEER_IP (-c HOST:PORT | -l PORT) [--port P]
-                 [--sessions N] [--silence S] [--stats S] [--ttl N]
+                 [--sessions N] [--silence S] [--stats S] [--ttl N] [--protocol P]
 
 Node options:
   --tap NAME          TAP device to attach to (created if missing; root)
@@ -141,6 +142,7 @@ struct UdpOptions {
     silence_ms: u32,
     stats_ms: Option<u64>,
     ttl: u8,
+    protocol: Protocol,
 }
 
 enum Command {
@@ -294,6 +296,7 @@ fn parse(args: &[String]) -> Result<(Node, Command), String> {
             silence_ms: 120_000,
             stats_ms: None,
             ttl: 3,
+            protocol: Protocol::Auto,
         };
         let mut local = None;
         while let Some(arg) = it.next() {
@@ -316,6 +319,16 @@ fn parse(args: &[String]) -> Result<(Node, Command), String> {
                 }
                 "--stats" => o.stats_ms = Some(positive_ms("--stats", value(&mut it, arg)?)?),
                 "--ttl" => o.ttl = num("--ttl", value(&mut it, arg)?)?,
+                "--protocol" => {
+                    o.protocol = match value(&mut it, arg)? {
+                        "auto" => Protocol::Auto,
+                        "v012" => Protocol::V012,
+                        "pw1" => Protocol::Pw1,
+                        other => {
+                            return Err(format!("--protocol: auto, v012 or pw1, not {other:?}"));
+                        }
+                    }
+                }
                 other => return Err(format!("udp: unexpected argument {other:?}")),
             }
         }
@@ -587,17 +600,16 @@ fn run_udp(mut net: TapNet, o: &UdpOptions, verbose: bool) -> u8 {
     if let Some(host) = o.local_host {
         net.set_local_host(host);
     }
-    let mut config = Config::new(o.local.role());
-    config.silence_timeout = punchwire_core::time::Milliseconds(o.silence_ms);
-    let mut ep: Box<Endpoint<1, 1400>> = Box::new(Endpoint::new(config, net.now()));
-    let cfg = TunnelConfig {
-        peer: SocketAddrV4::new(o.peer, o.port),
-        udp_port: o.port,
-        local: o.local,
-        prime_ttl: o.ttl,
-        normal_ttl: 64,
-        stats_every_ms: o.stats_ms,
-    };
+    let token = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id()))
+        | 1;
+    let mut opts = Options::new(SocketAddrV4::new(o.peer, o.port), o.port, o.local, token);
+    opts.prime_ttl = o.ttl;
+    opts.sessions = o.sessions;
+    opts.silence_ms = u64::from(o.silence_ms);
+    opts.stats_ms = o.stats_ms;
+    opts.protocol = o.protocol;
     match (o.local, o.local_host) {
         (Local::Connect(p), Some(h)) => eprintln!(
             "smol-node: tunnel to {}:{} (-c: local service {h}:{p})",
@@ -610,47 +622,49 @@ fn run_udp(mut net: TapNet, o: &UdpOptions, verbose: bool) -> u8 {
     }
     let started = StdInstant::now();
     let mut code = exit::OK;
-    let mut ended = 0;
-    let result = tunnel::run(&mut net, &mut *ep, cfg, |e| {
+    let result = host_tunnel::run(&mut net, &opts, |e| {
         let at = started.elapsed().as_secs_f64();
         match e {
-            TunnelEvent::Stats(s) => eprintln!(
-                "smol-node: {at:>8.3} s stats: sent {} B, received {} B, {} retransmits",
-                s.payload_bytes_sent, s.payload_bytes_received, s.retransmits
-            ),
-            TunnelEvent::BadDatagram(_) | TunnelEvent::LocalConnectFailed(_) if !verbose => {}
+            TunnelEvent::Stats(s) => {
+                let (sent, received, retransmits) = match (s.pw1, s.v012) {
+                    (Some(p), _) => (p.stream_bytes_sent, p.stream_bytes_received, p.retransmits),
+                    (None, Some(v)) => (
+                        v.payload_bytes_sent,
+                        v.payload_bytes_received,
+                        v.retransmits,
+                    ),
+                    _ => (0, 0, 0),
+                };
+                eprintln!(
+                    "smol-node: {at:>8.3} s stats: {:?}, sent {sent} B, received {received} B, {retransmits} retransmits",
+                    s.chosen
+                )
+            }
+            TunnelEvent::Dropped { .. } | TunnelEvent::LocalConnectFailed { .. } if !verbose => {}
             e => eprintln!("smol-node: {at:>8.3} s {e:?}"),
         }
         match e {
-            TunnelEvent::PeerSilent => {
-                code = exit::TIMEOUT;
-                Flow::Stop
-            }
-            TunnelEvent::SessionEnded(_) => {
-                ended += 1;
-                if ended >= o.sessions {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                }
-            }
-            _ => Flow::Continue,
+            TunnelEvent::PeerSilent => code = exit::TIMEOUT,
+            TunnelEvent::ProtocolRefused => code = exit::IO,
+            _ => {}
         }
     });
     // The local FIN may still be in flight (a device's stack outlives the
     // tunnel, so does ours).
     settle(&mut net);
-    let s = ep.stats();
-    eprintln!(
-        "smol-node: sent {} B, received {} B, {} retransmits, rtt {}",
-        s.payload_bytes_sent,
-        s.payload_bytes_received,
-        s.retransmits,
-        s.srtt_us
-            .map_or("-".into(), |us| format!("{:.1} ms", us as f64 / 1000.0))
-    );
     match result {
-        Ok(()) => code,
+        Ok(s) => {
+            eprintln!(
+                "smol-node: done: {:?}",
+                s.pw1.map(|p| (
+                    p.stream_bytes_sent,
+                    p.stream_bytes_received,
+                    p.retransmits,
+                    p.srtt_us
+                ))
+            );
+            code
+        }
         Err(e) => {
             eprintln!("smol-node: {e}");
             match e {

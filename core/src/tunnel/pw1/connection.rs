@@ -288,13 +288,30 @@ impl<'a> Connection<'a> {
                 }
             }
         }
+        if self.peer_closed.is_some() {
+            // The peer is gone: what is not finished now never will be.
+            for i in 0..self.streams.len() {
+                if self.streams[i].is_live() {
+                    if self.streams[i].state == SlotState::Open {
+                        self.reset_slot(i, code::CLOSING, false);
+                    }
+                    self.streams[i].reset_done = true;
+                    self.check_done(i);
+                }
+            }
+        }
         if !stored_all {
             // Never ack what we could not keep: the sender sends it again.
             self.stats.no_room += 1;
             return Err(PacketError::NoRoom);
         }
         let newest = self.received.largest().is_none_or(|l| pn > l);
-        if self.received.largest().is_some_and(|l| pn + 1 < l || pn > l + 1) && eliciting {
+        if self
+            .received
+            .largest()
+            .is_some_and(|l| pn + 1 < l || pn > l + 1)
+            && eliciting
+        {
             // Out of order (a gap before it, or a late one): ack at once
             // so the sender's loss detection sees it.
             self.ack_now = true;
@@ -373,20 +390,21 @@ impl<'a> Connection<'a> {
             return 0;
         }
         let cap = self.chunk_payload();
-        let tail_room = if s.unsent.tail != NONE {
+        let mut credit = s.max_chunks.saturating_sub(s.chunks_created) as usize;
+        // The open tail chunk takes bytes first (it is charged one credit
+        // when its first byte goes in, exactly as `stream_send` does).
+        let mut tail_room = 0;
+        if s.unsent.tail != NONE {
             let c = self.send_pool.get(s.unsent.tail);
-            if c.state == ChunkState::Queued
-                && !c.fin
-                && (c.len > 0 || s.chunks_created < s.max_chunks)
-            {
-                cap - usize::from(c.len)
-            } else {
-                0
+            if c.state == ChunkState::Queued && !c.fin {
+                if c.len > 0 {
+                    tail_room = cap - usize::from(c.len);
+                } else if credit > 0 {
+                    tail_room = cap;
+                    credit -= 1;
+                }
             }
-        } else {
-            0
-        };
-        let credit = s.max_chunks.saturating_sub(s.chunks_created) as usize;
+        }
         let per_stream = (self.send_pool.capacity() / 2).max(4);
         let own = per_stream.saturating_sub(s.outstanding as usize);
         tail_room + credit.min(self.send_pool.free()).min(own) * cap
@@ -535,6 +553,7 @@ impl<'a> Connection<'a> {
             s.consumed += 1;
             self.committed = self.committed.saturating_sub(1);
             self.grant(i);
+            self.grant_blocked();
         }
         self.check_done(i);
     }
@@ -556,18 +575,15 @@ impl<'a> Connection<'a> {
         }
         for i in 0..self.streams.len() {
             let s = &mut self.streams[i];
-            match s.state {
-                SlotState::Closing { reset } => {
-                    let id = s.id;
-                    *s = Stream::EMPTY;
-                    self.events_pending -= 1;
-                    return Some(if reset {
-                        Event::StreamReset(id)
-                    } else {
-                        Event::StreamClosed(id)
-                    });
-                }
-                _ => {}
+            if let SlotState::Closing { reset } = s.state {
+                let id = s.id;
+                *s = Stream::EMPTY;
+                self.events_pending -= 1;
+                return Some(if reset {
+                    Event::StreamReset(id)
+                } else {
+                    Event::StreamClosed(id)
+                });
             }
         }
         self.events_pending = 0;
@@ -594,7 +610,10 @@ impl<'a> Connection<'a> {
             t = earliest(t, x);
         }
         if self.has_data_to_send() && self.cwnd_allows() {
-            if let Some(at) = self.pacer.send_at(self.now, self.mtu(), self.cc.pacing_rate()) {
+            if let Some(at) = self
+                .pacer
+                .send_at(self.now, self.mtu(), self.cc.pacing_rate())
+            {
                 t = earliest(t, Some(at));
             } else {
                 t = earliest(t, Some(self.now));
@@ -630,6 +649,13 @@ impl<'a> Connection<'a> {
 
         if self.close.is_some() && self.close_sent < 3 {
             let code = self.close.unwrap_or(0);
+            // Ack everything first: the peer's last FIN is then settled
+            // before it hears we are gone.
+            if !self.received.is_empty()
+                && let Some(n) = wire::emit_ack(self.received.iter_desc(), 0, &mut buf[at..end - 3])
+            {
+                at += n;
+            }
             at += Frame::Close { code }.emit(&mut buf[at..end]).ok()?;
             self.close_sent += 1;
             return self.finish_packet(now, buf, at, false, controls, NONE);
@@ -645,7 +671,8 @@ impl<'a> Connection<'a> {
                         .pacer
                         .send_at(now, self.mtu(), self.cc.pacing_rate())
                         .is_none()));
-        let sends_anyway = can_send && (self.has_data_to_send() || self.probes_due > 0 || self.controls_pending());
+        let sends_anyway =
+            can_send && (self.has_data_to_send() || self.probes_due > 0 || self.controls_pending());
         // ACK first: it is never paced or limited; it rides along with
         // anything we send, and goes alone when due.
         let want_ack = self.ack_now || (self.unacked_eliciting > 0 && sends_anyway);
@@ -691,10 +718,7 @@ impl<'a> Connection<'a> {
                     at += Frame::ResetStream { stream: id, code }
                         .emit(&mut buf[at..end])
                         .ok()?;
-                    controls[nctl] = Control::Reset {
-                        slot: i as u16,
-                        id,
-                    };
+                    controls[nctl] = Control::Reset { slot: i as u16, id };
                     nctl += 1;
                     eliciting = true;
                 } else if s.credit_dirty && s.state == SlotState::Open {
@@ -937,7 +961,8 @@ impl<'a> Connection<'a> {
             && pn == a.largest
         {
             let sample = micros(now).saturating_sub(t);
-            self.rtt.sample(sample, a.delay_us, u64::from(self.peer_max_ack_delay()));
+            self.rtt
+                .sample(sample, a.delay_us, u64::from(self.peer_max_ack_delay()));
             rtt_sample = Some(sample);
         }
         self.flush_acked(now, &mut batch, &mut nb, rtt_sample);
@@ -967,13 +992,8 @@ impl<'a> Connection<'a> {
                 *dst = *p;
             }
         }
-        self.cc.on_ack(
-            now,
-            &acked[..*n],
-            rtt,
-            self.rtt.min,
-            self.bytes_in_flight,
-        );
+        self.cc
+            .on_ack(now, &acked[..*n], rtt, self.rtt.min, self.bytes_in_flight);
         *n = 0;
     }
 
@@ -1006,8 +1026,7 @@ impl<'a> Connection<'a> {
         for c in p.controls {
             if let Control::Reset { slot, id } = c {
                 let i = usize::from(slot);
-                if i < self.streams.len() && self.streams[i].id == id && self.streams[i].is_live()
-                {
+                if i < self.streams.len() && self.streams[i].id == id && self.streams[i].is_live() {
                     self.streams[i].reset_done = true;
                     self.check_done(i);
                 }
@@ -1253,8 +1272,23 @@ impl<'a> Connection<'a> {
             self.committed += inc;
         }
         let s = &mut self.streams[i];
-        if s.granted - s.advertised >= (target / 4).max(1) {
+        // Advertise in steps of a quarter target, and at once when the
+        // peer has used up what it was told (it is waiting for us).
+        let used_up = s.consumed + s.stored >= s.advertised;
+        if s.granted > s.advertised && (used_up || s.granted - s.advertised >= (target / 4).max(1))
+        {
             s.credit_dirty = true;
+        }
+    }
+
+    /// After chunks were freed: streams whose peer is blocked on credit
+    /// get their share of the room now (not only the stream that read).
+    fn grant_blocked(&mut self) {
+        for j in 0..self.streams.len() {
+            let s = &self.streams[j];
+            if s.state == SlotState::Open && s.consumed + s.stored >= s.advertised {
+                self.grant(j);
+            }
         }
     }
 
@@ -1391,7 +1425,9 @@ impl<'a> Connection<'a> {
             }
         }
         let s = &mut self.streams[i];
-        self.committed = self.committed.saturating_sub(s.granted.saturating_sub(s.consumed));
+        self.committed = self
+            .committed
+            .saturating_sub(s.granted.saturating_sub(s.consumed));
         s.consumed = s.granted;
         s.stored = 0;
         s.unsent = List::EMPTY;
@@ -1414,7 +1450,9 @@ impl<'a> Connection<'a> {
             return;
         }
         let reset = s.state == SlotState::Reset;
-        self.committed = self.committed.saturating_sub(s.granted.saturating_sub(s.consumed));
+        self.committed = self
+            .committed
+            .saturating_sub(s.granted.saturating_sub(s.consumed));
         self.streams[i].state = SlotState::Closing { reset };
         self.events_pending += 1;
         if s.remote {

@@ -104,7 +104,6 @@ impl List {
         head: NONE,
         tail: NONE,
     };
-
 }
 
 /// A pool of chunks over caller storage.

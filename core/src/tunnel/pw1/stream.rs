@@ -74,7 +74,9 @@ pub(super) enum SlotState {
     /// Reset (by either side); released once the reset is settled.
     Reset,
     /// Done; the event is waiting for `poll_event`, then the slot is free.
-    Closing { reset: bool },
+    Closing {
+        reset: bool,
+    },
 }
 
 impl Stream {

@@ -83,13 +83,12 @@ impl Link {
             return;
         }
         let mut depart = now;
-        if self.path.rate > 0 {
+        if let Some(tx) = ((bytes.len() as u64 + 28) * 1_000_000).checked_div(self.path.rate) {
             let start = self.busy_until.max(now);
             if start - now > self.path.queue_us {
                 self.dropped += 1;
                 return;
             }
-            let tx = (bytes.len() as u64 + 28) * 1_000_000 / self.path.rate;
             self.busy_until = start + tx;
             depart = self.busy_until;
         }
@@ -137,7 +136,7 @@ impl Side<'_> {
                 }
                 let end = (*at + cap).min(data.len());
                 let n = self.conn.stream_send(id, &data[*at..end]).unwrap();
-                assert!(n > 0);
+                assert_eq!(n, end - *at, "stream_send took less than its capacity");
                 *at += n;
             }
             if *at == data.len() && !*fin && self.conn.stream_finish(id).is_ok() {
@@ -156,7 +155,11 @@ impl Side<'_> {
                 match self.conn.stream_peek(id) {
                     StreamRead::Data(d) => {
                         let n = d.len().min(3000);
-                        self.app.got.entry(id).or_default().extend_from_slice(&d[..n]);
+                        self.app
+                            .got
+                            .entry(id)
+                            .or_default()
+                            .extend_from_slice(&d[..n]);
                         self.conn.stream_consume(id, n);
                     }
                     StreamRead::Finished => {
@@ -200,8 +203,14 @@ fn params(token: u64) -> PeerParams {
 impl<'a> Pair<'a> {
     fn new(ma: &'a mut Mem, mb: &'a mut Mem, ab: Path, ba: Path, seed: u64) -> Self {
         let now = at_micros(0);
-        let a = Connection::new(Config::new(false), ma.storage(), TOKEN_A, params(TOKEN_B), now)
-            .unwrap();
+        let a = Connection::new(
+            Config::new(false),
+            ma.storage(),
+            TOKEN_A,
+            params(TOKEN_B),
+            now,
+        )
+        .unwrap();
         let pb = PeerParams {
             max_streams: 0,
             ..params(TOKEN_A)
@@ -209,8 +218,14 @@ impl<'a> Pair<'a> {
         let b = Connection::new(Config::new(true), mb.storage(), TOKEN_B, pb, now).unwrap();
         Pair {
             now: 0,
-            a: Side { conn: a, app: App::default() },
-            b: Side { conn: b, app: App::default() },
+            a: Side {
+                conn: a,
+                app: App::default(),
+            },
+            b: Side {
+                conn: b,
+                app: App::default(),
+            },
             ab: Link::new(ab, seed),
             ba: Link::new(ba, seed ^ 0xFFFF),
             buf: vec![0; 2000],
@@ -289,7 +304,9 @@ fn transfer(ab: Path, ba: Path, seed: u64, n: u32, size: usize, limit_us: u64) -
     for k in 0..n {
         let id = p.a.conn.open_stream().unwrap();
         ids.push(id);
-        p.a.app.out.insert(id, (data(seed + u64::from(k), size), 0, false));
+        p.a.app
+            .out
+            .insert(id, (data(seed + u64::from(k), size), 0, false));
     }
     // B answers each stream with its own bytes once it learns of it.
     let mut answered = Vec::new();
@@ -299,7 +316,11 @@ fn transfer(ab: Path, ba: Path, seed: u64, n: u32, size: usize, limit_us: u64) -
     });
     for (k, id) in ids.iter().enumerate() {
         let want = data(seed + k as u64, size);
-        assert_eq!(p.b.app.got.get(id).map_or(0, |g| g.len()), size, "stream {id} length");
+        assert_eq!(
+            p.b.app.got.get(id).map_or(0, |g| g.len()),
+            size,
+            "stream {id} length"
+        );
         assert!(p.b.app.got[id] == want, "stream {id} bytes differ");
         answered.push(*id);
     }
@@ -387,7 +408,9 @@ fn reset_reaches_the_peer_alone() {
     // B's local service refused: B resets the stream.
     p.b.conn.stream_reset(doomed, code::REFUSED);
     p.b.app.out.remove(&doomed);
-    p.run(5_000_000, |p| p.a.app.reset.contains(&doomed) && p.b.app.closed.contains(&ok));
+    p.run(5_000_000, |p| {
+        p.a.app.reset.contains(&doomed) && p.b.app.closed.contains(&ok)
+    });
     assert_eq!(p.b.app.got[&ok], data(3, 50_000));
     assert!(p.b.app.reset.contains(&doomed));
 }
