@@ -176,16 +176,28 @@ impl Rng {
 /// `splitmix64(seed ^ (i / 8) * GOLDEN)`. Random access, so a receiver
 /// checks any chunk without keeping state.
 pub fn fill_stream(seed: u64, offset: u64, buf: &mut [u8]) {
-    let mut i = 0;
-    let mut pos = offset;
-    while i < buf.len() {
-        let word = splitmix64(seed ^ (pos / 8).wrapping_mul(GOLDEN)).to_le_bytes();
-        let start = (pos % 8) as usize;
-        let n = (8 - start).min(buf.len() - i);
-        buf[i..i + n].copy_from_slice(&word[start..start + n]);
-        i += n;
-        pos += n as u64;
+    let word = |w: u64| splitmix64(seed ^ w.wrapping_mul(GOLDEN)).to_le_bytes();
+    // A partial first word, then whole words (the hot path: the lead's
+    // tests push tens of MB through debug builds), then a partial last one.
+    let skip = (offset % 8) as usize;
+    let head = if skip == 0 {
+        0
+    } else {
+        (8 - skip).min(buf.len())
+    };
+    if head > 0 {
+        buf[..head].copy_from_slice(&word(offset / 8)[skip..skip + head]);
     }
+    let first = offset.div_ceil(8);
+    let mut chunks = buf[head..].chunks_exact_mut(8);
+    let mut w = first;
+    for chunk in &mut chunks {
+        chunk.copy_from_slice(&word(w));
+        w += 1;
+    }
+    let tail = chunks.into_remainder();
+    let n = tail.len();
+    tail.copy_from_slice(&word(w)[..n]);
 }
 
 /// The seed of a transfer's server-to-client stream.
@@ -480,8 +492,10 @@ pub struct WorldStats {
     /// Injected datagrams dropped at the receiver (no socket, queue full,
     /// no such node).
     pub injected_dropped: u64,
-    /// Datagrams a node sent to itself.
+    /// Datagrams a node sent to itself (its own address or 127.0.0.0/8).
     pub looped: u64,
+    /// Of those, dropped at the receiver (no socket, queue full).
+    pub looped_dropped: u64,
 }
 
 /// What happened to a datagram, in the [trace](World::trace).
@@ -670,6 +684,12 @@ pub enum Service {
     AcceptNoRead,
     /// Runs the server side of the transfer app on each connection.
     Transfer,
+    /// The transfer app's server reading at most this many bytes per
+    /// second (a slow reader; see [`AppStream::set_read_rate`]).
+    SlowTransfer {
+        /// Read rate, bytes per second.
+        read_rate: u64,
+    },
 }
 
 /// What a transfer app sends: `up` bytes of the stream of `seed` from the
@@ -736,6 +756,8 @@ pub struct EndReport {
 pub struct TransferReport {
     /// What was asked.
     pub spec: TransferSpec,
+    /// When the client connected.
+    pub started_at: Instant,
     /// The client (the end started with [`World::start_transfer`]).
     pub client: EndReport,
     /// The server, once its header arrived.
@@ -762,6 +784,13 @@ impl TransferReport {
         } else {
             s
         })
+    }
+
+    /// Stream bytes both ways (`up + down`) per second from the start to
+    /// the later end's finish.
+    pub fn goodput(&self) -> Option<f64> {
+        let us = time::micros_between(self.started_at, self.finished_at()?);
+        Some((self.spec.up + self.spec.down) as f64 * 1e6 / us.max(1) as f64)
     }
 }
 
@@ -803,6 +832,14 @@ pub trait Stepper {
     fn poll(&mut self, net: &mut SimNet) -> Option<Instant>;
 }
 
+/// Any `FnMut(&mut SimNet) -> Option<Instant>` is a stepper, e.g.
+/// `&mut |net: &mut SimNet| driver.poll(net).unwrap()`.
+impl<F: FnMut(&mut SimNet) -> Option<Instant>> Stepper for F {
+    fn poll(&mut self, net: &mut SimNet) -> Option<Instant> {
+        self(net)
+    }
+}
+
 /// Livelock guards of the runner and of [`Wait::wait`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunLimits {
@@ -828,13 +865,23 @@ struct Datagram {
     node: usize,
     data: Vec<u8>,
     ttl: u8,
-    path: Option<(usize, usize)>,
+    origin: Origin,
+}
+
+/// Where a datagram comes from, for the counters.
+#[derive(Clone, Copy)]
+enum Origin {
+    Path(usize, usize),
+    Loop,
+    Injected,
 }
 
 enum EventKind {
     Arrive(Datagram),
     LocalConnect(u32),
     SetPath(usize, usize, PathConfig),
+    /// A rate-limited app reader has credit again.
+    Wake(u32),
 }
 
 struct Event {
@@ -930,6 +977,47 @@ struct Conn {
     app: End,
     /// Bytes the app may still read; `None`: no limit.
     app_limit: Option<u64>,
+    /// Paces the app's reads.
+    app_rate: Option<ReadRate>,
+}
+
+/// A token bucket pacing an app's reads: `rate` bytes per second with a
+/// burst of 10 ms (at least 16 KiB).
+#[derive(Clone, Copy, Debug)]
+struct ReadRate {
+    rate: u64,
+    /// Credit in bytes × 10⁶ (byte-microseconds at 1 byte/s).
+    credit: u128,
+    last: u64,
+    wake_at: Option<u64>,
+}
+
+impl ReadRate {
+    fn new(rate: u64, now: u64) -> ReadRate {
+        ReadRate {
+            rate: rate.max(1),
+            credit: 0,
+            last: now,
+            wake_at: None,
+        }
+    }
+
+    fn refill(&mut self, now: u64) {
+        let burst = u128::from((self.rate / 100).max(CHUNK as u64)) * 1_000_000;
+        let earned = u128::from(now.saturating_sub(self.last)) * u128::from(self.rate);
+        self.credit = (self.credit + earned).min(burst);
+        self.last = self.last.max(now);
+    }
+
+    fn available(&self) -> u64 {
+        (self.credit / 1_000_000) as u64
+    }
+
+    /// When `n` bytes of credit will be there.
+    fn ready_at(&self, now: u64, n: u64) -> u64 {
+        let need = (u128::from(n) * 1_000_000).saturating_sub(self.credit);
+        now + need.div_ceil(u128::from(self.rate)) as u64
+    }
 }
 
 impl Conn {
@@ -949,6 +1037,7 @@ impl Conn {
             net: End::default(),
             app: End::default(),
             app_limit: None,
+            app_rate: None,
         }
     }
 
@@ -987,13 +1076,19 @@ impl Conn {
         }
     }
 
-    fn read(&mut self, side: Side, buf: &mut [u8]) -> NetResult<usize> {
+    fn read(&mut self, side: Side, buf: &mut [u8], now: u64) -> NetResult<usize> {
         self.usable(side)?;
-        let limit = if side == Side::App {
+        let mut limit = if side == Side::App {
             self.app_limit
         } else {
             None
         };
+        if side == Side::App
+            && let Some(r) = &mut self.app_rate
+        {
+            r.refill(now);
+            limit = Some(limit.map_or(r.available(), |l| l.min(r.available())));
+        }
         let (rx, _, _, _) = self.parts(side);
         if rx.buf.is_empty() {
             return if rx.fin {
@@ -1014,10 +1109,13 @@ impl Conn {
         buf[..na].copy_from_slice(&a[..na]);
         buf[na..n].copy_from_slice(&b[..n - na]);
         rx.buf.drain(..n);
-        if side == Side::App
-            && let Some(l) = &mut self.app_limit
-        {
-            *l -= n as u64;
+        if side == Side::App {
+            if let Some(l) = &mut self.app_limit {
+                *l -= n as u64;
+            }
+            if let Some(r) = &mut self.app_rate {
+                r.credit -= n as u128 * 1_000_000;
+            }
         }
         Ok(n)
     }
@@ -1108,6 +1206,7 @@ struct TransferEnd {
 
 struct TransferSlot {
     spec: TransferSpec,
+    started: u64,
     client: usize,
     server: Option<usize>,
 }
@@ -1342,7 +1441,7 @@ impl World {
                     node,
                     data: bytes.to_vec(),
                     ttl: 64,
-                    path: None,
+                    origin: Origin::Injected,
                 };
                 w.push(at, EventKind::Arrive(dg));
             }
@@ -1457,8 +1556,10 @@ impl World {
             },
             closed: error.is_some(),
         });
+        let started = w.now;
         w.transfers.push(TransferSlot {
             spec,
+            started,
             client: end,
             server: None,
         });
@@ -1472,6 +1573,7 @@ impl World {
         let slot = &w.transfers[id.0];
         TransferReport {
             spec: slot.spec,
+            started_at: time::at_micros(slot.started),
             client: w.ends[slot.client].report,
             server: slot.server.map(|s| w.ends[s].report),
         }
@@ -1662,6 +1764,11 @@ impl Inner {
             EventKind::Arrive(dg) => self.arrive(dg),
             EventKind::LocalConnect(c) => self.resolve_local(c),
             EventKind::SetPath(from, to, cfg) => self.path(from, to).cfg = cfg,
+            EventKind::Wake(c) => {
+                if let Some(r) = &mut self.conns[c as usize].app_rate {
+                    r.wake_at = None;
+                }
+            }
         }
     }
 
@@ -1702,7 +1809,7 @@ impl Inner {
                 node,
                 data: data.to_vec(),
                 ttl,
-                path: None,
+                origin: Origin::Loop,
             };
             self.push(now, EventKind::Arrive(dg));
             return;
@@ -1725,7 +1832,7 @@ impl Inner {
                     node: dst,
                     data,
                     ttl,
-                    path: Some((node, dst)),
+                    origin: Origin::Path(node, dst),
                 };
                 if let Some(d) = dup {
                     self.record(
@@ -1771,15 +1878,17 @@ impl Inner {
             Err(r) => TraceWhat::Dropped(r),
         };
         self.record(dg.from, dg.to, len, dg.ttl, what);
-        match (dg.path, outcome) {
-            (Some(key), Ok(())) => {
-                let st = &mut self.path(key.0, key.1).stats;
+        match (dg.origin, outcome) {
+            (Origin::Path(from, to), Ok(())) => {
+                let st = &mut self.path(from, to).stats;
                 st.delivered += 1;
                 st.delivered_bytes += len as u64;
             }
-            (Some(key), Err(r)) => self.path(key.0, key.1).stats.count(r),
-            (None, Ok(())) => self.stats.injected_delivered += 1,
-            (None, Err(_)) => self.stats.injected_dropped += 1,
+            (Origin::Path(from, to), Err(r)) => self.path(from, to).stats.count(r),
+            (Origin::Injected, Ok(())) => self.stats.injected_delivered += 1,
+            (Origin::Injected, Err(_)) => self.stats.injected_dropped += 1,
+            (Origin::Loop, Ok(())) => {}
+            (Origin::Loop, Err(_)) => self.stats.looped_dropped += 1,
         }
         if outcome.is_ok() {
             self.epoch += 1;
@@ -1834,17 +1943,22 @@ impl Inner {
                             .or_default()
                             .push_back(c);
                     }
-                    Service::Transfer => self.ends.push(TransferEnd {
-                        conn: c,
-                        role: Role::Server,
-                        id: None,
-                        header: Vec::with_capacity(HEADER_LEN),
-                        header_at: 0,
-                        out_seed: 0,
-                        in_seed: 0,
-                        report: EndReport::default(),
-                        closed: false,
-                    }),
+                    Service::Transfer | Service::SlowTransfer { .. } => {
+                        if let Service::SlowTransfer { read_rate } = s {
+                            conn.app_rate = Some(ReadRate::new(read_rate, self.now));
+                        }
+                        self.ends.push(TransferEnd {
+                            conn: c,
+                            role: Role::Server,
+                            id: None,
+                            header: Vec::with_capacity(HEADER_LEN),
+                            header_at: 0,
+                            out_seed: 0,
+                            in_seed: 0,
+                            report: EndReport::default(),
+                            closed: false,
+                        })
+                    }
                     Service::Refuse => unreachable!(),
                 }
             }
@@ -1895,6 +2009,9 @@ impl Inner {
             if !self.ends[i].closed && self.pump_end(i) {
                 progress = true;
             }
+            if !self.ends[i].closed {
+                self.wake_paced(self.ends[i].conn);
+            }
         }
         if progress {
             self.epoch += 1;
@@ -1902,8 +2019,28 @@ impl Inner {
         progress
     }
 
+    /// Schedules a wake-up for a paced app reader with bytes waiting.
+    fn wake_paced(&mut self, c: u32) {
+        let now = self.now;
+        let conn = &mut self.conns[c as usize];
+        let waiting = conn.to_app.buf.len() as u64;
+        let Some(r) = &mut conn.app_rate else {
+            return;
+        };
+        if waiting == 0 || conn.app_limit == Some(0) || r.wake_at.is_some_and(|t| t > now) {
+            return;
+        }
+        r.refill(now);
+        let at = r.ready_at(now, waiting.min(1500));
+        if at > now {
+            r.wake_at = Some(at);
+            self.push(at, EventKind::Wake(c));
+        }
+    }
+
     fn pump_end(&mut self, i: usize) -> bool {
         let now = time::at_micros(self.now);
+        let self_now = self.now;
         let Inner {
             conns,
             ends,
@@ -1953,8 +2090,8 @@ impl Inner {
             }
         }
         // Receive and check.
-        while end.report.error.is_none() {
-            match conn.read(Side::App, &mut buf) {
+        while end.report.error.is_none() && !end.report.fin_received {
+            match conn.read(Side::App, &mut buf, self_now) {
                 Ok(0) => {
                     progress = true;
                     end.report.fin_received = true;
@@ -2002,11 +2139,12 @@ impl Inner {
                         break;
                     }
                     let mut want = [0u8; CHUNK];
-                    fill_stream(end.in_seed, at, &mut want[..data.len()]);
-                    if let Some(k) = data.iter().zip(&want).position(|(a, b)| a != b) {
-                        end.report.error = Some(TransferError::Mismatch {
-                            offset: at + k as u64,
-                        });
+                    let want = &mut want[..data.len()];
+                    fill_stream(end.in_seed, at, want);
+                    if data != &want[..] {
+                        let k = data.iter().zip(want.iter()).position(|(a, b)| a != b);
+                        let k = k.expect("slices differ") as u64;
+                        end.report.error = Some(TransferError::Mismatch { offset: at + k });
                         break;
                     }
                     end.report.received += data.len() as u64;
@@ -2071,9 +2209,14 @@ impl fmt::Debug for AppStream {
 
 impl AppStream {
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> T) -> T {
+        self.with_now(|c, _| f(c))
+    }
+
+    fn with_now<T>(&self, f: impl FnOnce(&mut Conn, u64) -> T) -> T {
         let mut w = self.world.inner.borrow_mut();
         w.epoch += 1;
-        f(&mut w.conns[self.conn as usize])
+        let now = w.now;
+        f(&mut w.conns[self.conn as usize], now)
     }
 
     /// Writes what fits in the socket buffer: how many bytes were taken,
@@ -2086,7 +2229,7 @@ impl AppStream {
     /// Reads what arrived (up to the receive limit): `Ok(0)` at FIN,
     /// `WouldBlock` when nothing is there, `Reset` after an RST.
     pub fn read(&self, buf: &mut [u8]) -> NetResult<usize> {
-        self.with(|c| c.read(Side::App, buf))
+        self.with_now(|c, now| c.read(Side::App, buf, now))
     }
 
     /// Reads everything readable now into a vector, and whether FIN came.
@@ -2125,6 +2268,14 @@ impl AppStream {
         self.with(|c| c.app_limit = bytes);
     }
 
+    /// Paces this end's reads to `bytes_per_sec` (a slow reader; burst
+    /// 10 ms, at least 16 KiB), or lifts the pacing with `None`. A
+    /// transfer app wakes up by itself when credit is back; a hand-driven
+    /// stream just reads less.
+    pub fn set_read_rate(&self, bytes_per_sec: Option<u64>) {
+        self.with_now(|c, now| c.app_rate = bytes_per_sec.map(|r| ReadRate::new(r, now)));
+    }
+
     /// Stops reading (the receive limit at 0).
     pub fn stall(&self) {
         self.set_receive_limit(Some(0));
@@ -2159,31 +2310,6 @@ impl AppStream {
 }
 
 impl World {
-    /// The receive limit of a transfer end (client, or server once it
-    /// exists): `Some(0)` stalls it, `None` resumes. False if the server
-    /// end does not exist yet.
-    pub fn set_transfer_receive_limit(
-        &self,
-        id: TransferId,
-        server: bool,
-        bytes: Option<u64>,
-    ) -> bool {
-        let mut w = self.inner.borrow_mut();
-        let slot = &w.transfers[id.0];
-        let end = if server {
-            slot.server
-        } else {
-            Some(slot.client)
-        };
-        let Some(end) = end else {
-            return false;
-        };
-        let c = w.ends[end].conn as usize;
-        w.conns[c].app_limit = bytes;
-        w.epoch += 1;
-        true
-    }
-
     /// The app end of a transfer's connection, for faults by hand (e.g.
     /// [`AppStream::reset`]).
     pub fn transfer_stream(&self, id: TransferId, server: bool) -> Option<AppStream> {
@@ -2363,7 +2489,7 @@ impl Tcp for SimNet {
     }
 
     fn tcp_read(&mut self, socket: TcpHandle, buf: &mut [u8]) -> NetResult<usize> {
-        self.conn(socket, |c| c.read(Side::Net, buf))
+        self.conn(socket, |c| c.read(Side::Net, buf, 0))
     }
 
     fn tcp_write(&mut self, socket: TcpHandle, buf: &[u8]) -> NetResult<usize> {
