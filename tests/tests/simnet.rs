@@ -1022,3 +1022,151 @@ fn fill_stream_is_random_access() {
     fill_stream(78, 0, &mut other);
     assert_ne!(whole, other);
 }
+
+#[test]
+fn staggered_transfer_starts() {
+    let w = World::new(6);
+    let a = w.add_node(A);
+    let mut net = w.net(a);
+    w.serve(a, 8000, Service::Transfer);
+    let mut splice = Splice::new(&mut net);
+    let ids: Vec<_> = (0..4u64)
+        .map(|i| {
+            w.start_transfer_at(
+                at_millis(10 * i),
+                a,
+                7000,
+                TransferSpec {
+                    seed: i,
+                    up: 1000,
+                    down: 1000,
+                },
+            )
+        })
+        .collect();
+    assert!(
+        w.transfer_stream(ids[3], false).is_none(),
+        "not started yet"
+    );
+    // One starts after the listener is gone: refused.
+    let late = w.start_transfer_at(
+        at_millis(100),
+        a,
+        7000,
+        TransferSpec {
+            seed: 9,
+            up: 1,
+            down: 1,
+        },
+    );
+    w.run(
+        &mut [(&mut net, &mut splice)],
+        |w| (0..4).all(|i| w.transfer(ids[i]).is_done()),
+        at_millis(1000),
+    )
+    .unwrap();
+    for (i, &id) in ids.iter().enumerate() {
+        let t = w.transfer(id);
+        assert_eq!(t.started_at, at_millis(10 * i as u64));
+        let took = micros(t.finished_at().unwrap()) - micros(t.started_at);
+        assert!(took < 1000, "{i} took {took} µs");
+    }
+    net.tcp_unlisten(splice.listener);
+    w.advance_to(at_millis(200));
+    assert_eq!(w.transfer(late).error(), Some(TransferError::Refused));
+}
+
+#[test]
+fn echo_service() {
+    let w = World::new(1);
+    let b = w.add_node(B);
+    let mut net = w.net(b);
+    w.serve(b, 7, Service::Echo);
+    let s = net.tcp_connect_local(7).unwrap();
+    w.advance_to(at_millis(1));
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut sent, mut back) = (0, Vec::new());
+    let mut buf = [0u8; 8192];
+    while back.len() < data.len() {
+        if sent < data.len()
+            && let Ok(n) = net.tcp_write(s, &data[sent..])
+        {
+            sent += n;
+            if sent == data.len() {
+                net.tcp_shutdown_write(s).unwrap();
+            }
+        }
+        w.advance_to(at_micros(micros(w.now()) + 10));
+        while let Ok(n) = net.tcp_read(s, &mut buf) {
+            if n == 0 {
+                assert_eq!(back.len(), data.len(), "FIN only after everything");
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(back, data);
+    assert_eq!(net.tcp_read(s, &mut buf), Ok(0));
+}
+
+/// Sends `count` datagrams of 1400 bytes, one every `every_us`.
+struct Blast {
+    sock: UdpHandle,
+    left: u32,
+    every_us: u64,
+    next: u64,
+}
+
+impl Stepper for Blast {
+    fn poll(&mut self, net: &mut SimNet) -> Option<Instant> {
+        let now = micros(net.now());
+        while self.left > 0 && self.next <= now {
+            net.udp_send_to(self.sock, &[0x55; 1400], SocketAddrV4::new(B, 2000))
+                .unwrap();
+            self.left -= 1;
+            self.next += self.every_us;
+        }
+        (self.left > 0).then(|| at_micros(self.next))
+    }
+}
+
+#[test]
+fn bulk_20_mb_through_an_impaired_100_mbit_path() {
+    let cfg = PathConfig::new()
+        .delay_ms(10)
+        .jitter_ms(1)
+        .loss(0.01)
+        .reorder(0.01, 2)
+        .duplicate(0.01)
+        .rate_mbit(100);
+    let (w, mut na, mut nb) = world(8, cfg);
+    // Offered 1428 B every 100 µs: 14.28 MB/s into a 12.5 MB/s bottleneck.
+    let mut blast = Blast {
+        sock: na.udp_bind(1000).unwrap(),
+        left: 14_300,
+        every_us: 100,
+        next: 0,
+    };
+    let mut sink = Sink::new(&mut nb);
+    let r = w.run(
+        &mut [(&mut na, &mut blast), (&mut nb, &mut sink)],
+        |_| false,
+        at_millis(60_000),
+    );
+    assert!(matches!(r, Err(RunError::Idle { .. })));
+    let st = ab(&w);
+    assert_eq!(st.sent, 14_300);
+    assert_eq!(
+        st.sent + st.duplicated,
+        st.delivered + st.dropped_loss + st.dropped_queue
+    );
+    // About 1780 datagrams too many, less the 875 the 100 ms queue holds.
+    assert!(
+        (700..1000).contains(&st.dropped_queue),
+        "the bottleneck overflows: {st:?}"
+    );
+    let first = sink.got.first().unwrap().1;
+    let last = sink.got.last().unwrap().1;
+    let rate = (st.delivered - 1) as f64 * 1428.0 / ((last - first) as f64 / 1e6);
+    assert!((12_300_000.0..12_510_000.0).contains(&rate), "{rate} B/s");
+}
