@@ -64,7 +64,8 @@
 //! congestion on the loopback (local TCP has no delay and no rate), no TCP
 //! over the simulated paths (the punch methods `tcp_bind_reuse`,
 //! `tcp_connect`, `tcp_set_ttl` answer `Err(NetError::Other(95))`), no
-//! send-side UDP buffer (`udp_send_to` never answers `WouldBlock`), no
+//! send-side UDP buffer unless a node has an uplink ([`World::set_uplink`];
+//! without one `udp_send_to` never answers `WouldBlock`), no
 //! IPv6, no per-packet CPU cost (the driver's work takes no virtual time).
 //!
 //! # Run loop
@@ -523,6 +524,8 @@ pub struct WorldStats {
     pub looped: u64,
     /// Of those, dropped at the receiver (no socket, queue full).
     pub looped_dropped: u64,
+    /// Sends answered `WouldBlock` by a full uplink.
+    pub send_blocked: u64,
 }
 
 /// What happened to a datagram, in the [trace](World::trace).
@@ -913,6 +916,8 @@ enum EventKind {
     /// A rate-limited app reader has credit again.
     Wake(u32),
     StartTransfer(usize),
+    /// A node's uplink queue has drained to half.
+    UplinkWake(usize),
 }
 
 struct Event {
@@ -954,6 +959,18 @@ struct Node {
     tcp_buffer: usize,
     next_ephemeral: u16,
     restarts: u32,
+    uplink: Option<Uplink>,
+}
+
+/// A node's interface: datagrams leave at `rate`; a full queue blocks the
+/// sender (like a full socket send buffer behind a busy qdisc) until half
+/// of it has drained.
+#[derive(Clone, Copy, Debug)]
+struct Uplink {
+    rate: u64,
+    queue: u64,
+    busy_until_ns: u64,
+    blocked: bool,
 }
 
 struct UdpSock {
@@ -1357,6 +1374,7 @@ impl World {
             tcp_buffer: 64 * 1024,
             next_ephemeral: 49152,
             restarts: 0,
+            uplink: None,
         });
         NodeId(id)
     }
@@ -1442,6 +1460,28 @@ impl World {
     /// connections, bytes (default 64 KiB).
     pub fn set_tcp_buffer(&self, node: NodeId, bytes: usize) {
         self.inner.borrow_mut().nodes[node.0].tcp_buffer = bytes.max(1);
+    }
+
+    /// Gives `node` an uplink of `bytes_per_sec` with a queue of
+    /// `queue_bytes` (IPv4 datagram bytes): its datagrams leave one after
+    /// another at that rate before entering their paths, and when the queue
+    /// is full `udp_send_to` answers `WouldBlock` until half of it has
+    /// drained (the world then wakes the node). `None` (the default): sends
+    /// leave at once and never block. Loopback datagrams skip it.
+    ///
+    /// # Panics
+    /// If the rate is 0.
+    pub fn set_uplink(&self, node: NodeId, uplink: Option<(u64, u64)>) {
+        let mut w = self.inner.borrow_mut();
+        w.nodes[node.0].uplink = uplink.map(|(rate, queue)| {
+            assert!(rate > 0, "simnet: uplink rate 0");
+            Uplink {
+                rate,
+                queue,
+                busy_until_ns: 0,
+                blocked: false,
+            }
+        });
     }
 
     /// How long a connect to a local service stays `Pending` (default
@@ -1827,6 +1867,12 @@ impl Inner {
             EventKind::LocalConnect(c) => self.resolve_local(c),
             EventKind::SetPath(from, to, cfg) => self.path(from, to).cfg = cfg,
             EventKind::StartTransfer(id) => self.begin_transfer(id),
+            EventKind::UplinkWake(node) => {
+                if let Some(u) = &mut self.nodes[node].uplink {
+                    u.blocked = false;
+                }
+                self.epoch += 1;
+            }
             EventKind::Wake(c) => {
                 if let Some(r) = &mut self.conns[c as usize].app_rate {
                     r.wake_at = None;
@@ -1835,7 +1881,14 @@ impl Inner {
         }
     }
 
-    fn send(&mut self, node: usize, port: u16, ttl: u8, data: &[u8], to: SocketAddrV4) {
+    fn send(
+        &mut self,
+        node: usize,
+        port: u16,
+        ttl: u8,
+        data: &[u8],
+        to: SocketAddrV4,
+    ) -> NetResult<()> {
         let n = &self.nodes[node];
         let from = SocketAddrV4::new(n.addr, n.rebind_out.get(&port).copied().unwrap_or(port));
         let dst = if to.ip().is_loopback() || *to.ip() == n.addr {
@@ -1852,7 +1905,7 @@ impl Inner {
                 ttl,
                 TraceWhat::Dropped(DropReason::Unroutable),
             );
-            return;
+            return Ok(());
         };
         let now = self.now;
         if dst == node {
@@ -1875,9 +1928,10 @@ impl Inner {
                 origin: Origin::Loop,
             };
             self.push(now, EventKind::Arrive(dg));
-            return;
+            return Ok(());
         }
-        match self.path(node, dst).admit(now, data.len(), ttl) {
+        let depart = self.uplink(node, data.len())?;
+        match self.path(node, dst).admit(depart, data.len(), ttl) {
             Err(reason) => self.record(from, to, data.len(), ttl, TraceWhat::Dropped(reason)),
             Ok((at, dup)) => {
                 self.record(
@@ -1912,6 +1966,35 @@ impl Inner {
                 self.push(at, EventKind::Arrive(mk(data.to_vec())));
             }
         }
+        Ok(())
+    }
+
+    /// When a datagram of `len` payload bytes leaves `node`: now, or after
+    /// the uplink's queue; `WouldBlock` when that queue is full.
+    fn uplink(&mut self, node: usize, len: usize) -> NetResult<u64> {
+        let now = self.now;
+        let Some(u) = &mut self.nodes[node].uplink else {
+            return Ok(now);
+        };
+        let ip_len = (len + UDP_OVERHEAD) as u64;
+        let now_ns = now * 1000;
+        let rate = u128::from(u.rate);
+        let backlog_ns = u.busy_until_ns.saturating_sub(now_ns);
+        let queued = (u128::from(backlog_ns) * rate / 1_000_000_000) as u64;
+        if u.blocked || queued + ip_len > u.queue {
+            if !u.blocked {
+                u.blocked = true;
+                // Wake the sender when half the queue has drained.
+                let keep_ns = (u128::from(u.queue / 2) * 1_000_000_000 / rate) as u64;
+                let at = u.busy_until_ns.saturating_sub(keep_ns).div_ceil(1000);
+                self.push(at.max(now), EventKind::UplinkWake(node));
+            }
+            self.stats.send_blocked += 1;
+            return Err(NetError::WouldBlock);
+        }
+        let tx_ns = (u128::from(ip_len) * 1_000_000_000 / rate) as u64;
+        u.busy_until_ns = u.busy_until_ns.max(now_ns) + tx_ns;
+        Ok(u.busy_until_ns.div_ceil(1000))
     }
 
     fn arrive(&mut self, dg: Datagram) {
@@ -2551,8 +2634,7 @@ impl Udp for SimNet {
         if datagram.len() > MAX_UDP_PAYLOAD {
             return Err(NetError::TooLong);
         }
-        w.send(self.node, port, ttl, datagram, to);
-        Ok(())
+        w.send(self.node, port, ttl, datagram, to)
     }
 
     fn udp_recv_from(

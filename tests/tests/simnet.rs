@@ -1170,3 +1170,55 @@ fn bulk_20_mb_through_an_impaired_100_mbit_path() {
     let rate = (st.delivered - 1) as f64 * 1428.0 / ((last - first) as f64 / 1e6);
     assert!((12_300_000.0..12_510_000.0).contains(&rate), "{rate} B/s");
 }
+
+/// Sends 1000-byte datagrams until the socket blocks, then waits for the
+/// world to wake it (no timer at all).
+struct Greedy {
+    sock: UdpHandle,
+    sent: u32,
+    blocked: u32,
+    until: u64,
+}
+
+impl Stepper for Greedy {
+    fn poll(&mut self, net: &mut SimNet) -> Option<Instant> {
+        while micros(net.now()) < self.until {
+            match net.udp_send_to(self.sock, &[1; 1000], SocketAddrV4::new(B, 2000)) {
+                Ok(()) => self.sent += 1,
+                Err(NetError::WouldBlock) => {
+                    self.blocked += 1;
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn uplink_backpressure_blocks_and_wakes_the_sender() {
+    let (w, mut na, mut nb) = world(2, PathConfig::new().delay_ms(5));
+    w.set_uplink(na.node(), Some((1_000_000, 10_280)));
+    let mut greedy = Greedy {
+        sock: na.udp_bind(1000).unwrap(),
+        sent: 0,
+        blocked: 0,
+        until: 1_000_000,
+    };
+    let mut sink = Sink::new(&mut nb);
+    let r = w.run(
+        &mut [(&mut na, &mut greedy), (&mut nb, &mut sink)],
+        |_| false,
+        at_millis(2_000),
+    );
+    assert!(matches!(r, Err(RunError::Idle { .. })), "{r:?}");
+    // 1 MB/s of 1028-byte datagrams for 1 s, plus the 10-datagram queue.
+    assert!((980..=985).contains(&greedy.sent), "sent {}", greedy.sent);
+    assert_eq!(sink.got.len() as u32, greedy.sent, "nothing dropped");
+    assert_eq!(u64::from(greedy.blocked), w.stats().send_blocked);
+    // Woken at half a queue: five datagrams per wake-up.
+    assert!(greedy.blocked >= 190, "blocked {}", greedy.blocked);
+    let gaps: Vec<u64> = sink.got.windows(2).map(|p| p[1].1 - p[0].1).collect();
+    assert!(gaps.iter().all(|&g| (1028..=1029).contains(&g)), "paced");
+}
