@@ -858,6 +858,8 @@ impl fmt::Display for RunError {
     }
 }
 
+impl std::error::Error for RunError {}
+
 /// One node's run loop step, for [`World::run`].
 pub trait Stepper {
     /// Does all work ready at `net.now()` without blocking and returns the

@@ -1222,3 +1222,69 @@ fn uplink_backpressure_blocks_and_wakes_the_sender() {
     let gaps: Vec<u64> = sink.got.windows(2).map(|p| p[1].1 - p[0].1).collect();
     assert!(gaps.iter().all(|&g| (1028..=1029).contains(&g)), "paced");
 }
+
+#[test]
+fn restart_mid_transfer_ends_the_streams_cleanly() {
+    let w = World::new(3);
+    let a = w.add_node(A);
+    let b = w.add_node(B);
+    let mut net = w.net(a);
+    // The transfer server reads slowly, so the transfers are mid-way when
+    // the splice process dies. (B is only there to stay untouched.)
+    w.serve(a, 8000, Service::SlowTransfer { read_rate: 100_000 });
+    let mut splice = Splice::new(&mut net);
+    let ids: Vec<_> = (0..4)
+        .map(|i| {
+            w.start_transfer(
+                a,
+                7000,
+                TransferSpec {
+                    seed: i,
+                    up: 1_000_000,
+                    down: 1000,
+                },
+            )
+        })
+        .collect();
+    let r = w.run(&mut [(&mut net, &mut splice)], |_| false, at_millis(500));
+    assert_eq!(
+        r,
+        Err(RunError::TimeLimit {
+            now: at_millis(500)
+        })
+    );
+    w.restart(a);
+    assert_eq!(w.restarts(a), 1);
+    assert_eq!(w.restarts(b), 0);
+    w.advance_to(at_millis(10_000));
+    for id in ids {
+        let t = w.transfer(id);
+        // The splice's sockets held unread bytes from the client: RST. The
+        // server side had read everything the splice wrote: FIN early.
+        assert_eq!(t.client.error, Some(TransferError::Reset), "{t:?}");
+        let s = t.server.unwrap();
+        assert!(
+            matches!(s.error, Some(TransferError::Short { received }) if received < 1_000_000),
+            "{s:?}"
+        );
+    }
+    // A new process on A can listen again; a new transfer works.
+    let mut splice = Splice::new(&mut net);
+    w.serve(a, 8000, Service::Transfer);
+    let id = w.start_transfer(
+        a,
+        7000,
+        TransferSpec {
+            seed: 9,
+            up: 5000,
+            down: 5000,
+        },
+    );
+    w.run(
+        &mut [(&mut net, &mut splice)],
+        World::transfers_settled,
+        at_millis(20_000),
+    )
+    .unwrap();
+    assert!(w.transfer(id).is_done());
+}
