@@ -91,12 +91,16 @@
 //! on [`TransferReport::goodput`]. A peer restart is [`World::restart`] and a
 //! new driver on the same [`SimNet`].
 //!
-//! # Speed (debug build, this 2-core machine under load)
-//! 36 000 datagrams of 1400 bytes (50 MB) through a 100 Mbit/s path with
-//! delay, jitter, loss, reordering and duplication: 0.12–0.21 s. 32
-//! transfer-app streams of 0.8 MB each way (51 MB generated and checked)
-//! through a local splice: 0.7–1.0 s; generating the stream alone costs
-//! about 5 ms per MB in debug builds. The self-tests run in 0.4 s.
+//! # Speed (debug build, this 2-core machine shared with other builds)
+//! * 36 000 datagrams of 1400 bytes (50 MB) through a 100 Mbit/s path with
+//!   delay, jitter, loss, reordering and duplication: 0.04–0.12 s; the
+//!   same with 256 idle transfer apps open: 0.09 s (apps only run when
+//!   their connection was touched).
+//! * 32 transfer-app streams of 0.8 MB each way (51 MB generated and
+//!   checked byte for byte) through a local splice: 0.33–0.7 s; 256
+//!   streams of 100 kB each way: 0.4 s. Generating the stream costs about
+//!   5 ms per MB in debug builds, checking it as much again.
+//! * The self-tests (`cargo test -p punchwire-tests --test simnet`): 0.3 s.
 //!
 //! # Example
 //! ```
@@ -1029,6 +1033,10 @@ struct Conn {
     app_limit: Option<u64>,
     /// Paces the app's reads.
     app_rate: Option<ReadRate>,
+    /// The node, the test or an event touched it since its app last ran:
+    /// only such apps are run again (a world of 256 idle transfers would
+    /// otherwise cost every round 256 app runs).
+    dirty: bool,
 }
 
 /// A token bucket pacing an app's reads: `rate` bytes per second with a
@@ -1088,6 +1096,7 @@ impl Conn {
             app: End::default(),
             app_limit: None,
             app_rate: None,
+            dirty: true,
         }
     }
 
@@ -1127,6 +1136,7 @@ impl Conn {
     }
 
     fn read(&mut self, side: Side, buf: &mut [u8], now: u64) -> NetResult<usize> {
+        self.dirty |= side == Side::Net;
         self.usable(side)?;
         let mut limit = if side == Side::App {
             self.app_limit
@@ -1171,6 +1181,7 @@ impl Conn {
     }
 
     fn write(&mut self, side: Side, data: &[u8]) -> NetResult<usize> {
+        self.dirty |= side == Side::Net;
         self.usable(side)?;
         let (_, tx, me, peer) = self.parts(side);
         if tx.fin {
@@ -1190,6 +1201,7 @@ impl Conn {
     }
 
     fn shutdown(&mut self, side: Side) -> NetResult<()> {
+        self.dirty |= side == Side::Net;
         self.usable(side)?;
         let (_, tx, _, _) = self.parts(side);
         tx.fin = true;
@@ -1199,6 +1211,7 @@ impl Conn {
     /// `close()` as Linux does it: FIN after the queued bytes, or RST if
     /// received bytes were never read.
     fn close(&mut self, side: Side) {
+        self.dirty |= side == Side::Net;
         let open = self.state == ConnState::Open;
         let (rx, tx, me, peer) = self.parts(side);
         if me.closed {
@@ -1226,6 +1239,7 @@ impl Conn {
 
     /// Abortive close (linger 0): RST.
     fn reset(&mut self, side: Side) {
+        self.dirty |= side == Side::Net;
         let open = self.state == ConnState::Open;
         let (rx, _, me, peer) = self.parts(side);
         if me.closed {
@@ -1287,6 +1301,8 @@ struct Inner {
     seq: u64,
     /// Bumped by every change a node could observe.
     epoch: u64,
+    /// Some connection is dirty: the apps have to run.
+    apps_dirty: bool,
     nodes: Vec<Node>,
     by_addr: BTreeMap<Ipv4Addr, usize>,
     paths: BTreeMap<(usize, usize), Path>,
@@ -1333,6 +1349,7 @@ impl World {
                 seed,
                 seq: 0,
                 epoch: 0,
+                apps_dirty: false,
                 nodes: Vec::new(),
                 by_addr: BTreeMap::new(),
                 paths: BTreeMap::new(),
@@ -1876,7 +1893,10 @@ impl Inner {
                 self.epoch += 1;
             }
             EventKind::Wake(c) => {
-                if let Some(r) = &mut self.conns[c as usize].app_rate {
+                self.apps_dirty = true;
+                let conn = &mut self.conns[c as usize];
+                conn.dirty = true;
+                if let Some(r) = &mut conn.app_rate {
                     r.wake_at = None;
                 }
             }
@@ -2044,6 +2064,7 @@ impl Inner {
     }
 
     fn connect_client(&mut self, node: usize, port: u16) -> NetResult<u32> {
+        self.apps_dirty = true;
         let Some(&l) = self.nodes[node].listeners.get(&port) else {
             return Err(NetError::Refused);
         };
@@ -2061,6 +2082,7 @@ impl Inner {
 
     /// The client of transfer `id` connects.
     fn begin_transfer(&mut self, id: usize) {
+        self.apps_dirty = true;
         let slot = &self.transfers[id];
         let (end, node, port) = (slot.client, slot.node, slot.port);
         match self.connect_client(node, port) {
@@ -2076,6 +2098,7 @@ impl Inner {
     }
 
     fn resolve_local(&mut self, c: u32) {
+        self.apps_dirty = true;
         let conn = &self.conns[c as usize];
         if conn.state != ConnState::Pending {
             return;
@@ -2087,6 +2110,7 @@ impl Inner {
         let (node, port) = (conn.node, conn.port);
         let service = self.nodes[node].services.get(&port).copied();
         let conn = &mut self.conns[c as usize];
+        conn.dirty = true;
         match service {
             None | Some(Service::Refuse) => conn.state = ConnState::Failed(NetError::Refused),
             Some(s) => {
@@ -2136,6 +2160,7 @@ impl Inner {
     }
 
     fn restart(&mut self, node: usize) {
+        self.apps_dirty = true;
         let n = &mut self.nodes[node];
         n.restarts += 1;
         let udp: Vec<u32> = std::mem::take(&mut n.udp).into_values().collect();
@@ -2150,6 +2175,7 @@ impl Inner {
             if conn.state == ConnState::Pending {
                 conn.state = ConnState::Failed(NetError::Closed);
                 conn.net.closed = true;
+                conn.dirty = true;
             } else if !conn.net.closed {
                 conn.close(Side::Net);
             }
@@ -2158,6 +2184,7 @@ impl Inner {
     }
 
     fn close_listener(&mut self, l: u32) {
+        self.apps_dirty = true;
         if let Some(listener) = self.listeners[l as usize].take() {
             // Connections the kernel accepted but the process never took
             // are reset.
@@ -2173,18 +2200,24 @@ impl Inner {
 
     /// One pass over the transfer apps; true if any made progress.
     fn pump_apps(&mut self) -> bool {
+        if !std::mem::take(&mut self.apps_dirty) {
+            return false;
+        }
         let mut progress = false;
         for i in 0..self.ends.len() {
-            if !self.ends[i].closed && self.pump_end(i) {
-                progress = true;
+            let c = self.ends[i].conn as usize;
+            if self.ends[i].closed || !std::mem::take(&mut self.conns[c].dirty) {
+                continue;
             }
+            progress |= self.pump_end(i);
             if !self.ends[i].closed {
                 self.wake_paced(self.ends[i].conn);
             }
         }
         for i in 0..self.echoes.len() {
-            if !self.echoes[i].closed && self.pump_echo(i) {
-                progress = true;
+            let c = self.echoes[i].conn as usize;
+            if !self.echoes[i].closed && std::mem::take(&mut self.conns[c].dirty) {
+                progress |= self.pump_echo(i);
             }
         }
         if progress {
@@ -2263,6 +2296,7 @@ impl Inner {
             conns,
             ends,
             transfers,
+            apps_dirty,
             ..
         } = self;
         let end = &mut ends[i];
@@ -2338,6 +2372,9 @@ impl Inner {
                                     end.report.expected = spec.up;
                                     end.report.to_send = spec.down;
                                     transfers[id].server = Some(i);
+                                    // Now it knows what to send: run again.
+                                    conn.dirty = true;
+                                    *apps_dirty = true;
                                 }
                                 None => {
                                     end.report.error = Some(TransferError::BadHeader);
@@ -2433,8 +2470,11 @@ impl AppStream {
     fn with_now<T>(&self, f: impl FnOnce(&mut Conn, u64) -> T) -> T {
         let mut w = self.world.inner.borrow_mut();
         w.epoch += 1;
+        w.apps_dirty = true;
         let now = w.now;
-        f(&mut w.conns[self.conn as usize], now)
+        let conn = &mut w.conns[self.conn as usize];
+        conn.dirty = true;
+        f(conn, now)
     }
 
     /// Writes what fits in the socket buffer: how many bytes were taken,
@@ -2578,6 +2618,7 @@ impl SimNet {
 
     fn conn<T>(&self, h: TcpHandle, f: impl FnOnce(&mut Conn) -> NetResult<T>) -> NetResult<T> {
         let mut w = self.world.inner.borrow_mut();
+        w.apps_dirty = true;
         match w.conns.get_mut(h.0 as usize) {
             Some(c) if c.node == self.node && !c.net.closed => f(c),
             _ => Err(NetError::Closed),
