@@ -18,7 +18,8 @@
 //!   the configured rate; the rate counts the 28 + payload bytes), one-way
 //!   delay ± uniform jitter, reordering (a chosen datagram gets extra delay
 //!   and may overtake later ones), duplication (the copy goes through the
-//!   queue and the delay again). Without reordering a path is FIFO: jitter
+//!   queue and the delay again), bit-flip corruption (one random payload
+//!   bit of the original). Without reordering a path is FIFO: jitter
 //!   alone does not reorder (unlike netem), set `keep_order: false` for the
 //!   netem behaviour. Settings change at run time ([`World::set_path`],
 //!   [`World::schedule_path`], e.g. a blackout for a while). Counters per
@@ -90,6 +91,18 @@
 //! limit)`; then assert every [`TransferReport::is_done`] and a lower bound
 //! on [`TransferReport::goodput`]. A peer restart is [`World::restart`] and a
 //! new driver on the same [`SimNet`].
+//!
+//! # The paths
+//! `world.link(a, b, cfg)` applies `cfg` to each direction, so delays and
+//! loss are per direction (the lab's netem settings):
+//! * 20 ms RTT, 1 % loss each way: `PathConfig::new().delay_ms(10).loss(0.01)`
+//! * 50 ms RTT, 2 % loss, 100 Mbit/s: `.delay_ms(25).loss(0.02).rate_mbit(100)`
+//!   (queue 100 ms unless [`PathConfig::queue`] says otherwise)
+//! * reordering + duplication: `.delay_ms(10).jitter_ms(2).reorder(0.01, 5).duplicate(0.01)`
+//! * burst loss: `.burst(GilbertElliott { enter_bad: 0.01, leave_bad: 0.25,
+//!   loss_good: 0.0, loss_bad: 1.0 })` (3.8 % mean, bursts of 4)
+//! * a blackout: [`World::schedule_path`] with `.down(true)`, then the old
+//!   config.
 //!
 //! # Speed (debug build, this 2-core machine shared with other builds)
 //! * 36 000 datagrams of 1400 bytes (50 MB) through a 100 Mbit/s path with
@@ -299,6 +312,10 @@ pub struct PathConfig {
     pub reorder: f64,
     /// Extra delay of a reordered datagram, µs.
     pub reorder_delay_us: u64,
+    /// Probability that one random bit of a delivered datagram's payload
+    /// is flipped (no checksum catches it; the duplicate, if any, is
+    /// clean).
+    pub corrupt: f64,
     /// Bottleneck rate in bytes per second of IPv4 datagrams; `None`:
     /// unlimited.
     pub rate: Option<u64>,
@@ -332,6 +349,7 @@ impl PathConfig {
             duplicate: 0.0,
             reorder: 0.0,
             reorder_delay_us: 0,
+            corrupt: 0.0,
             rate: None,
             queue: QueueLimit::Millis(100),
             mtu: 1500,
@@ -386,6 +404,12 @@ impl PathConfig {
     pub const fn reorder(mut self, p: f64, extra_ms: u64) -> Self {
         self.reorder = p;
         self.reorder_delay_us = extra_ms * 1000;
+        self
+    }
+
+    /// Bit-flip corruption probability.
+    pub const fn corrupt(mut self, p: f64) -> Self {
+        self.corrupt = p;
         self
     }
 
@@ -465,6 +489,8 @@ pub struct PathStats {
     pub duplicated: u64,
     /// Datagrams held back by reordering.
     pub reordered: u64,
+    /// Datagrams with a bit flipped.
+    pub corrupted: u64,
     /// Dropped: blackout.
     pub dropped_down: u64,
     /// Dropped: MTU.
@@ -574,6 +600,15 @@ pub struct TraceEntry {
     pub what: TraceWhat,
 }
 
+/// What a path does with an admitted datagram.
+#[derive(Clone, Copy)]
+struct Admitted {
+    arrival: u64,
+    duplicate: Option<u64>,
+    /// The payload bit to flip.
+    flip: Option<usize>,
+}
+
 struct Path {
     cfg: PathConfig,
     rng: Rng,
@@ -598,19 +633,21 @@ impl Path {
     }
 
     /// Admits one datagram at `now` µs: its arrival, and a duplicate's.
-    fn admit(&mut self, now: u64, len: usize, ttl: u8) -> Result<(u64, Option<u64>), DropReason> {
+    fn admit(&mut self, now: u64, len: usize, ttl: u8) -> Result<Admitted, DropReason> {
         self.stats.sent += 1;
         self.stats.sent_bytes += len as u64;
         let result = self.decide(now, len, ttl);
         match result {
             Err(reason) => self.stats.count(reason),
-            Ok((_, Some(_))) => self.stats.duplicated += 1,
-            Ok(_) => {}
+            Ok(a) => {
+                self.stats.duplicated += u64::from(a.duplicate.is_some());
+                self.stats.corrupted += u64::from(a.flip.is_some());
+            }
         }
         result
     }
 
-    fn decide(&mut self, now: u64, len: usize, ttl: u8) -> Result<(u64, Option<u64>), DropReason> {
+    fn decide(&mut self, now: u64, len: usize, ttl: u8) -> Result<Admitted, DropReason> {
         let ip_len = (len + UDP_OVERHEAD) as u64;
         let cfg = self.cfg;
         if cfg.down {
@@ -644,7 +681,13 @@ impl Path {
         } else {
             None
         };
-        Ok((first, dup))
+        let flip = (len > 0 && self.rng.chance(cfg.corrupt))
+            .then(|| self.rng.below(len as u64 * 8) as usize);
+        Ok(Admitted {
+            arrival: first,
+            duplicate: dup,
+            flip,
+        })
     }
 
     /// Through the bottleneck, the delay and the reordering: the arrival.
@@ -1955,7 +1998,11 @@ impl Inner {
         let depart = self.uplink(node, data.len())?;
         match self.path(node, dst).admit(depart, data.len(), ttl) {
             Err(reason) => self.record(from, to, data.len(), ttl, TraceWhat::Dropped(reason)),
-            Ok((at, dup)) => {
+            Ok(Admitted {
+                arrival: at,
+                duplicate: dup,
+                flip,
+            }) => {
                 self.record(
                     from,
                     to,
@@ -1985,7 +2032,11 @@ impl Inner {
                     );
                     self.push(d, EventKind::Arrive(mk(data.to_vec())));
                 }
-                self.push(at, EventKind::Arrive(mk(data.to_vec())));
+                let mut bytes = data.to_vec();
+                if let Some(bit) = flip {
+                    bytes[bit / 8] ^= 1 << (bit % 8);
+                }
+                self.push(at, EventKind::Arrive(mk(bytes)));
             }
         }
         Ok(())

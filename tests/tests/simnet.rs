@@ -1481,3 +1481,32 @@ fn a_toy_tunnel_carries_a_transfer_over_a_lossy_path() {
     let ab = w.path_stats(a, b);
     assert!(ab.dropped_loss > 0 && ab.delivered > 1000, "{ab:?}");
 }
+
+#[test]
+fn corruption_flips_one_bit() {
+    let n = 5000;
+    let (w, mut na, mut nb) = world(13, PathConfig::new().corrupt(0.02).duplicate(0.5));
+    w.set_udp_rx_limit(nb.node(), 1 << 20);
+    let s = na.udp_bind(1).unwrap();
+    let r = nb.udp_bind(2000).unwrap();
+    for _ in 0..n {
+        na.udp_send_to(s, &[0u8; 100], SocketAddrV4::new(B, 2000))
+            .unwrap();
+    }
+    w.advance_to(at_millis(1));
+    let mut buf = [0u8; 100];
+    let (mut flipped, mut clean) = (0, 0);
+    while let Ok((100, _)) = nb.udp_recv_from(r, &mut buf) {
+        match buf.iter().map(|b| b.count_ones()).sum::<u32>() {
+            0 => clean += 1,
+            1 => flipped += 1,
+            bits => panic!("{bits} bits flipped"),
+        }
+    }
+    let st = ab(&w);
+    assert_eq!(flipped, st.corrupted);
+    assert_eq!(flipped + clean, n + st.duplicated);
+    assert_eq!(st.delivered, n + st.duplicated);
+    let frac = st.corrupted as f64 / n as f64;
+    assert!((0.015..0.025).contains(&frac), "corrupted {frac}");
+}
