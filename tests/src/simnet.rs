@@ -27,8 +27,9 @@
 //! * **UDP** per node: bind (port 0 picks an ephemeral port, a taken port is
 //!   `AddrInUse`), send (never blocks; to an unknown address the datagram
 //!   is dropped and counted in [`WorldStats::unroutable`]), a bounded
-//!   receive queue per socket (bytes of payload; overflow dropped and
-//!   counted), the TTL of every datagram recorded in the [trace](World::trace).
+//!   receive queue per socket (payload + 768 bytes per datagram, as the
+//!   kernel charges truesize; overflow dropped and counted), the TTL of
+//!   every datagram recorded in the [trace](World::trace).
 //! * **Local TCP**, the service side the tunnel uses: listeners that test
 //!   clients connect to ([`World::connect_client`]), connects to services
 //!   the test registers ([`World::serve`], see [`Service`]: accept, refuse,
@@ -153,6 +154,11 @@ pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// IPv4 + UDP header bytes added to every payload for the MTU and the rate.
 pub const UDP_OVERHEAD: usize = 28;
+
+/// What a queued datagram costs a receive queue besides its payload, as
+/// the kernel charges a socket buffer's truesize: a flood of tiny
+/// datagrams fills the queue after a few hundred, not after 256 Ki.
+pub const RX_OVERHEAD: usize = 768;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -1503,8 +1509,10 @@ impl World {
         self.inner.borrow().stats
     }
 
-    /// The receive queue limit of each UDP socket of `node`, payload bytes
-    /// (default 256 KiB). At least one datagram is always queued.
+    /// The receive queue limit of each UDP socket of `node`, in bytes
+    /// charged as payload + [`RX_OVERHEAD`] per datagram (default 256 KiB:
+    /// 120 datagrams of 1400 bytes, 340 tiny ones). At least one datagram
+    /// is always queued.
     pub fn set_udp_rx_limit(&self, node: NodeId, bytes: usize) {
         self.inner.borrow_mut().nodes[node.0].rx_limit = bytes;
     }
@@ -2082,12 +2090,12 @@ impl Inner {
         let len = dg.data.len();
         let outcome = match slot.and_then(|i| self.udp[i as usize].as_mut()) {
             None => Err(DropReason::NoSocket),
-            Some(s) if s.queued_bytes > 0 && s.queued_bytes + len > limit => {
+            Some(s) if s.queued_bytes > 0 && s.queued_bytes + len + RX_OVERHEAD > limit => {
                 s.overflows += 1;
                 Err(DropReason::RxOverflow)
             }
             Some(s) => {
-                s.queued_bytes += len;
+                s.queued_bytes += len + RX_OVERHEAD;
                 s.queue.push_back((dg.from, dg.data));
                 Ok(())
             }
@@ -2742,7 +2750,7 @@ impl Udp for SimNet {
             _ => return Err(NetError::Closed),
         };
         let (from, data) = s.queue.pop_front().ok_or(NetError::WouldBlock)?;
-        s.queued_bytes -= data.len();
+        s.queued_bytes -= data.len() + RX_OVERHEAD;
         if data.len() > buf.len() {
             return Err(NetError::TooLong);
         }

@@ -332,7 +332,8 @@ fn mtu_drops_datagrams_above_it() {
 #[test]
 fn receive_queue_overflow_is_dropped_and_counted() {
     let (w, mut na, mut nb) = world(10, PathConfig::new());
-    w.set_udp_rx_limit(nb.node(), 10_000);
+    // Ten datagrams of 1000 bytes, each charged 768 bytes besides.
+    w.set_udp_rx_limit(nb.node(), 10 * 1768);
     let s = na.udp_bind(0).unwrap();
     let r = nb.udp_bind(2000).unwrap();
     for _ in 0..20 {
@@ -1486,7 +1487,7 @@ fn a_toy_tunnel_carries_a_transfer_over_a_lossy_path() {
 fn corruption_flips_one_bit() {
     let n = 5000;
     let (w, mut na, mut nb) = world(13, PathConfig::new().corrupt(0.02).duplicate(0.5));
-    w.set_udp_rx_limit(nb.node(), 1 << 20);
+    w.set_udp_rx_limit(nb.node(), 16 << 20);
     let s = na.udp_bind(1).unwrap();
     let r = nb.udp_bind(2000).unwrap();
     for _ in 0..n {
