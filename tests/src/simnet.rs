@@ -93,6 +93,29 @@
 //! on [`TransferReport::goodput`]. A peer restart is [`World::restart`] and a
 //! new driver on the same [`SimNet`].
 //!
+//! With the `pw1` branch's driver (as tried on 2026-12-01; names may have
+//! moved since), one node's stepper is a closure around `Driver::poll`:
+//!
+//! ```ignore
+//! let mut da = Driver::new(&mut na, tunnel_a, DriverConfig { udp_port: 9000,
+//!     local: Local::Listen(7000), stats_every_ms: None }, bufs_a)?;
+//! let mut sa = |net: &mut SimNet| match da.poll(net, &mut |_e| Flow::Continue).unwrap() {
+//!     Poll::Wait(deadline) => deadline,
+//!     Poll::Done => None,
+//! };
+//! // … the same for B with Local::Connect(8000) …
+//! world.serve(b, 8000, Service::Transfer);
+//! let ids: Vec<_> = (0..32)
+//!     .map(|i| world.start_transfer(a, 7000, TransferSpec { seed: i, up: 300_000, down: 300_000 }))
+//!     .collect();
+//! world.run(&mut [(&mut na, &mut sa), (&mut nb, &mut sb)], World::transfers_settled,
+//!     at_millis(60_000))?;
+//! assert!(ids.iter().all(|&i| world.transfer(i).is_done()));
+//! ```
+//!
+//! A restart: `world.restart(b)`, drop B's old driver, build a new one
+//! (new token) on the same `SimNet`, run on.
+//!
 //! # The issue's paths
 //! `world.link(a, b, cfg)` applies `cfg` to each direction, so delays and
 //! loss are per direction (the lab's netem settings):
@@ -114,6 +137,10 @@
 //!   checked byte for byte) through a local splice: 0.33–0.7 s; 256
 //!   streams of 100 kB each way: 0.4 s. Generating the stream costs about
 //!   5 ms per MB in debug builds, checking it as much again.
+//! * The `pw1` branch's real driver and machines on both nodes (WIP of
+//!   2026-12-01), 32 streams × 300 kB each way over 20 ms RTT + 1 % loss:
+//!   2.7 s wall for 0.3 s of virtual time; 4 × 5 MB over 50 ms + 2 % +
+//!   100 Mbit/s: 1.7 s wall. The machines, not the simnet, take most of it.
 //! * The self-tests (`cargo test -p punchwire-tests --test simnet`): 0.3 s.
 //!
 //! # Example
