@@ -1044,6 +1044,15 @@ struct Node {
     uplink: Option<Uplink>,
 }
 
+/// A node's uplink, for [`World::set_uplink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UplinkConfig {
+    /// Bytes per second of IPv4 datagrams (28 + payload).
+    pub rate: u64,
+    /// Queue in bytes; a send that does not fit answers `WouldBlock`.
+    pub queue_bytes: u64,
+}
+
 /// A node's interface: datagrams leave at `rate`; a full queue blocks the
 /// sender (like a full socket send buffer behind a busy qdisc) until half
 /// of it has drained.
@@ -1559,22 +1568,21 @@ impl World {
         self.inner.borrow_mut().nodes[node.0].tcp_buffer = bytes.max(1);
     }
 
-    /// Gives `node` an uplink of `bytes_per_sec` with a queue of
-    /// `queue_bytes` (IPv4 datagram bytes): its datagrams leave one after
-    /// another at that rate before entering their paths, and when the queue
-    /// is full `udp_send_to` answers `WouldBlock` until half of it has
+    /// Gives `node` an uplink ([`UplinkConfig`]): its datagrams leave one
+    /// after another at that rate before entering their paths, and when the
+    /// queue is full `udp_send_to` answers `WouldBlock` until half of it has
     /// drained (the world then wakes the node). `None` (the default): sends
     /// leave at once and never block. Loopback datagrams skip it.
     ///
     /// # Panics
     /// If the rate is 0.
-    pub fn set_uplink(&self, node: NodeId, uplink: Option<(u64, u64)>) {
+    pub fn set_uplink(&self, node: NodeId, uplink: Option<UplinkConfig>) {
         let mut w = self.inner.borrow_mut();
-        w.nodes[node.0].uplink = uplink.map(|(rate, queue)| {
-            assert!(rate > 0, "simnet: uplink rate 0");
+        w.nodes[node.0].uplink = uplink.map(|u| {
+            assert!(u.rate > 0, "simnet: uplink rate 0");
             Uplink {
-                rate,
-                queue,
+                rate: u.rate,
+                queue: u.queue_bytes,
                 busy_until_ns: 0,
                 blocked: false,
             }

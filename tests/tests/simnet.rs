@@ -8,7 +8,7 @@ use punchwire_core::net::{ConnectStatus, NetError, Tcp, Udp, Wait};
 use punchwire_core::time::{Instant, at_micros, at_millis, micros};
 use punchwire_tests::simnet::{
     DropReason, GilbertElliott, PathConfig, QueueLimit, RunError, Service, SimNet, Stepper,
-    TcpHandle, TraceWhat, TransferError, TransferSpec, UdpHandle, World, fill_stream,
+    TcpHandle, TraceWhat, TransferError, TransferSpec, UdpHandle, UplinkConfig, World, fill_stream,
 };
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -1200,7 +1200,13 @@ impl Stepper for Greedy {
 #[test]
 fn uplink_backpressure_blocks_and_wakes_the_sender() {
     let (w, mut na, mut nb) = world(2, PathConfig::new().delay_ms(5));
-    w.set_uplink(na.node(), Some((1_000_000, 10_280)));
+    w.set_uplink(
+        na.node(),
+        Some(UplinkConfig {
+            rate: 1_000_000,
+            queue_bytes: 10_280,
+        }),
+    );
     let mut greedy = Greedy {
         sock: na.udp_bind(1000).unwrap(),
         sent: 0,
