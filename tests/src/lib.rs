@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests.
 
 pub mod host_tunnel;
+pub mod simnet;
 pub mod smol;
