@@ -352,8 +352,11 @@ impl PunchMachine {
                 let r = schedule::reference_start(unix_now);
                 // It sleeps until the rendezvous, but never more than
                 // MIN_RUN_WINDOW: two copies started 7 s apart never meet.
-                let wait = (r.rendezvous * 1000 - unix_now.as_millis())
-                    .clamp(0, REFERENCE_MAX_SLEEP_MS as i64) as u64;
+                let wait = (r
+                    .rendezvous
+                    .saturating_mul(1000)
+                    .saturating_sub(unix_now.as_millis()))
+                .clamp(0, REFERENCE_MAX_SLEEP_MS as i64) as u64;
                 let from = time::add_millis(now, wait);
                 (
                     from,

@@ -836,3 +836,19 @@ fn a_side_starting_sixty_seconds_late_meets_the_ports_still_sprayed() {
     let b_ports = armed_ports(&mut b);
     assert!(live.intersection(&b_ports).count() >= NUM_PORTS);
 }
+
+/// Found by the `punch_ops` fuzz target: reference timing at a clock near
+/// the ends of the `i64` range overflowed computing its wait.
+#[test]
+fn reference_timing_survives_the_ends_of_time() {
+    for ms in [i64::MIN, i64::MAX - 30_000, i64::MAX] {
+        let mut cfg = PunchConfig::new(PEER, 1);
+        cfg.timing = Timing::Reference;
+        let m = machine_at(UnixTime::from_millis(ms), cfg);
+        let wait = m.poll_timeout().map(crate::time::micros).unwrap();
+        assert!(
+            wait <= REFERENCE_MAX_SLEEP_MS * 1000,
+            "waits {wait} us at {ms}"
+        );
+    }
+}
