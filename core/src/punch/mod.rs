@@ -537,13 +537,18 @@ impl PunchMachine {
             return time::add_millis(now, interval as u64);
         }
         let unix = self.unix_time(now).as_millis();
-        let earliest = unix + interval - spread;
+        // Saturating: a clock near the ends of i64 (a huge --clock-offset)
+        // must not overflow.
+        let earliest = unix.saturating_add(interval - spread);
         let first = earliest.div_euclid(interval);
-        let target = (first..first + 2)
-            .map(|k| k * interval + slot_phase(port, k, interval))
+        let target = (first..first.saturating_add(2))
+            .map(|k| {
+                k.saturating_mul(interval)
+                    .saturating_add(slot_phase(port, k, interval))
+            })
             .find(|&t| t >= earliest)
             .unwrap_or(earliest);
-        time::add_millis(now, (target - unix).max(0) as u64)
+        time::add_millis(now, target.saturating_sub(unix).max(0) as u64)
     }
 
     /// Whether a queued `Connect` (or a socket's report) for `attempt` on
