@@ -352,8 +352,11 @@ impl PunchMachine {
                 let r = schedule::reference_start(unix_now);
                 // It sleeps until the rendezvous, but never more than
                 // MIN_RUN_WINDOW: two copies started 7 s apart never meet.
-                let wait = (r.rendezvous * 1000 - unix_now.as_millis())
-                    .clamp(0, REFERENCE_MAX_SLEEP_MS as i64) as u64;
+                let wait = (r
+                    .rendezvous
+                    .saturating_mul(1000)
+                    .saturating_sub(unix_now.as_millis()))
+                .clamp(0, REFERENCE_MAX_SLEEP_MS as i64) as u64;
                 let from = time::add_millis(now, wait);
                 (
                     from,
@@ -534,13 +537,18 @@ impl PunchMachine {
             return time::add_millis(now, interval as u64);
         }
         let unix = self.unix_time(now).as_millis();
-        let earliest = unix + interval - spread;
+        // Saturating: a clock near the ends of i64 (a huge --clock-offset)
+        // must not overflow.
+        let earliest = unix.saturating_add(interval - spread);
         let first = earliest.div_euclid(interval);
-        let target = (first..first + 2)
-            .map(|k| k * interval + slot_phase(port, k, interval))
+        let target = (first..first.saturating_add(2))
+            .map(|k| {
+                k.saturating_mul(interval)
+                    .saturating_add(slot_phase(port, k, interval))
+            })
             .find(|&t| t >= earliest)
             .unwrap_or(earliest);
-        time::add_millis(now, (target - unix).max(0) as u64)
+        time::add_millis(now, target.saturating_sub(unix).max(0) as u64)
     }
 
     /// Whether a queued `Connect` (or a socket's report) for `attempt` on

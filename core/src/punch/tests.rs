@@ -836,3 +836,44 @@ fn a_side_starting_sixty_seconds_late_meets_the_ports_still_sprayed() {
     let b_ports = armed_ports(&mut b);
     assert!(live.intersection(&b_ports).count() >= NUM_PORTS);
 }
+
+/// Found by the `punch_ops` fuzz target: reference timing at a clock near
+/// the ends of the `i64` range overflowed computing its wait.
+#[test]
+fn reference_timing_survives_the_ends_of_time() {
+    for ms in [i64::MIN, i64::MAX - 30_000, i64::MAX] {
+        let mut cfg = PunchConfig::new(PEER, 1);
+        cfg.timing = Timing::Reference;
+        let m = machine_at(UnixTime::from_millis(ms), cfg);
+        let wait = m.poll_timeout().map(crate::time::micros).unwrap();
+        assert!(
+            wait <= REFERENCE_MAX_SLEEP_MS * 1000,
+            "waits {wait} us at {ms}"
+        );
+    }
+}
+
+/// Found by the `punch_ops` fuzz target: re-arming after a failure with a
+/// clock near the end of the `i64` range overflowed in `rearm_at`.
+#[test]
+fn rearm_survives_the_ends_of_time() {
+    for ms in [i64::MIN, i64::MAX - 214, i64::MAX] {
+        let mut cfg = PunchConfig::new(PEER, 1);
+        cfg.interval_ms = 8_708;
+        cfg.jitter_percent = 9;
+        let mut m = PunchMachine::new(cfg, at_millis(0), UnixTime::from_millis(ms)).unwrap();
+        let ports = connect_ports(&mut m);
+        assert!(!ports.is_empty());
+        for &p in &ports {
+            st(
+                &mut m,
+                p,
+                ConnectStatus::Failed(NetError::Refused),
+                at_millis(5),
+            );
+        }
+        // Every port is re-armed within two intervals.
+        m.handle_timeout(at_millis(5 + 2 * 8_708));
+        assert_eq!(connect_ports(&mut m).len(), ports.len(), "at {ms}");
+    }
+}

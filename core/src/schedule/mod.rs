@@ -138,7 +138,7 @@ pub struct ReferenceStart {
 pub const fn reference_start(t: UnixTime) -> ReferenceStart {
     let b = bucket(t);
     let r = rendezvous_time(b);
-    if (r * 1000).saturating_sub(t.0) < MIN_RUN_WINDOW * 1000 {
+    if r.saturating_mul(1000).saturating_sub(t.0) < MIN_RUN_WINDOW * 1000 {
         ReferenceStart {
             bucket: b + 1,
             rendezvous: rendezvous_time(b + 1),

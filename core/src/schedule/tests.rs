@@ -243,3 +243,19 @@ fn unix_time_display() {
     assert_eq!(std::format!("{}", UnixTime::from_secs(-5)), "-5");
     assert_eq!(std::format!("{}", UnixTime::from_millis(-1)), "-0.001");
 }
+
+/// Found by the `punch_ops` fuzz target: `rendezvous × 1000` overflowed
+/// for a clock within a minute of the `i64` range's ends (a huge
+/// `--clock-offset`); it saturates now, like the rest of the schedule.
+#[test]
+fn reference_start_saturates_at_the_ends_of_time() {
+    for ms in [i64::MIN, i64::MIN + 1, i64::MAX - 61_000, i64::MAX] {
+        let t = UnixTime::from_millis(ms);
+        let r = reference_start(t);
+        assert!(r.bucket == bucket(t) || r.bucket == bucket(t) + 1);
+        assert!(
+            r.rendezvous.saturating_mul(1000) >= ms,
+            "rendezvous before {ms}"
+        );
+    }
+}
