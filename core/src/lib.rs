@@ -37,6 +37,7 @@ pub mod compress;
 pub mod digest;
 pub mod frame;
 pub mod net;
+pub mod pathprobe;
 pub mod punch;
 pub mod schedule;
 pub mod sntp;
