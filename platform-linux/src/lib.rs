@@ -9,4 +9,5 @@
 
 pub mod clock;
 pub mod net;
+pub mod probe;
 pub mod relay;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The path probe (core::pathprobe on punchwire_linux::probe: UDP with
+# IP_RECVERR, ICMP time exceeded read from MSG_ERRQUEUE) learns the prime
+# TTL from the lab's real routers: 2 behind one NAT (home router, then the
+# ISP hop), 3 behind a carrier NAT (home router 192.168.x.1, carrier
+# 100.64.x.1, then the ISP), with three ISP hops and with one (where the
+# fixed TTL 3 reaches the peer's router). Needs the example binary
+# (cargo build --release -p punchwire-linux --example pathprobe; built
+# here when missing or stale).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$(dirname "$0")/../lib.sh"
+PROBE=${LAB_PATHPROBE:-$LAB_REPO/target/release/examples/pathprobe}
+if [[ -z ${LAB_PATHPROBE:-} ]]; then
+	(cd "$LAB_REPO" && cargo build -q --release -p punchwire-linux --example pathprobe) ||
+		lab_die "cannot build the pathprobe example"
+fi
+
+probe() { # SITE PEER WANT_TTL WHAT
+	local out
+	out=$(lab_exec "$1" "$PROBE" "$2" 2>&1) || true
+	sed "s/^/  $1| /" <<<"$out" >&2
+	lab_check "$4: host $1 learns prime TTL $3" grep -qx "ttl $3 reason first-public-router" <<<"$out"
+}
+
+for hops in 3 1; do
+	lab_up cgnat openwrt --hops "$hops"
+	probe A "$LAB_B_PUB" 3 "cgnat/openwrt --hops $hops (two NATs)"
+	probe B "$LAB_A_PUB" 2 "cgnat/openwrt --hops $hops (one NAT)"
+	lab_up openwrt naked --hops "$hops"
+	probe A "$LAB_B_PUB" 2 "openwrt/naked --hops $hops"
+	probe B "$LAB_A_PUB" 2 "openwrt/naked --hops $hops (naked)"
+done
+lab_finish
