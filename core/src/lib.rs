@@ -33,6 +33,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod birthday;
 pub mod compress;
 pub mod digest;
 pub mod frame;
