@@ -53,6 +53,7 @@
 //! the sockets and the datagrams' contents (the tunnel's heartbeats).
 //! Randomness comes from a seed; time from `now` and a [`UnixClock`].
 
+mod driver;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
@@ -62,6 +63,8 @@ use core::fmt;
 use core::net::SocketAddrV4;
 
 use crate::time::{self, Instant, UnixClock};
+
+pub use driver::{BirthdaySockets, Finish};
 
 /// Most extra sockets one machine can use.
 pub const MAX_EXTRA_SOCKETS: u16 = 256;

@@ -365,3 +365,94 @@ fn two_symmetric_sides_give_up_cleanly_within_the_budget() {
         assert!(took <= bound_ms, "gave up after {took} ms");
     }
 }
+
+// ---- BirthdaySockets over a fake backend ----
+
+/// A `Udp` backend that records what it is asked and delivers queued
+/// datagrams.
+#[derive(Default)]
+struct FakeUdp {
+    next: u32,
+    open: Vec<u32>,
+    sent: Vec<(u32, SocketAddrV4)>,
+    inbox: Vec<(u32, SocketAddrV4, &'static [u8])>,
+    fail_binds: u32,
+}
+
+impl crate::net::Udp for FakeUdp {
+    type UdpSocket = u32;
+    fn udp_bind(&mut self, _port: u16) -> crate::net::NetResult<u32> {
+        if self.fail_binds > 0 {
+            self.fail_binds -= 1;
+            return Err(crate::net::NetError::NoBuffers);
+        }
+        self.next += 1;
+        self.open.push(self.next);
+        Ok(self.next)
+    }
+    fn udp_send_to(&mut self, s: u32, _d: &[u8], to: SocketAddrV4) -> crate::net::NetResult<()> {
+        self.sent.push((s, to));
+        Ok(())
+    }
+    fn udp_recv_from(
+        &mut self,
+        s: u32,
+        buf: &mut [u8],
+    ) -> crate::net::NetResult<(usize, SocketAddrV4)> {
+        match self.inbox.iter().position(|(on, _, _)| *on == s) {
+            Some(k) => {
+                let (_, from, d) = self.inbox.remove(k);
+                buf[..d.len()].copy_from_slice(d);
+                Ok((d.len(), from))
+            }
+            None => Err(crate::net::NetError::WouldBlock),
+        }
+    }
+    fn udp_set_ttl(&mut self, _s: u32, _ttl: u8) -> crate::net::NetResult<()> {
+        Ok(())
+    }
+    fn udp_close(&mut self, s: u32) {
+        self.open.retain(|o| *o != s);
+    }
+}
+
+#[test]
+fn sockets_follow_the_machine_and_hand_over_the_winner() {
+    const MAIN: u32 = 1000;
+    let mut net = FakeUdp {
+        fail_binds: 1,
+        ..FakeUdp::default()
+    };
+    let mut m = machine(small(), UNIX0_MS - 3000);
+    let mut socks: BirthdaySockets<u32, 4> = BirthdaySockets::new();
+    m.handle_timeout(at_millis(3000));
+    // Socket 0 fails to bind (skipped without spending a tick), 1 and 2
+    // open and send, then probes leave from the main socket.
+    for t in [3000, 3010, 3020] {
+        assert_eq!(socks.act(&mut net, &mut m, MAIN, at_millis(t), b"hb"), None);
+    }
+    assert_eq!(net.open, [1, 2]);
+    assert_eq!(&net.sent[..2], [(1, PEER), (2, PEER)]);
+    assert_eq!(net.sent[2].0, MAIN);
+    assert_eq!(socks.open_count(), 2);
+    assert_eq!(m.stats().open_failed, 1);
+    // Junk on socket 2 is ignored; a well-formed datagram wins.
+    net.inbox.push((2, PEER, b"junk"));
+    net.inbox.push((2, PEER, b"PWB1"));
+    let mut buf = [0u8; 64];
+    socks.read(&mut net, &mut m, at_millis(3035), &mut buf, |d| {
+        d.starts_with(b"PWB1")
+    });
+    let f = socks.act(&mut net, &mut m, MAIN, at_millis(3035), b"hb");
+    assert_eq!(
+        f,
+        Some(Finish::Winner {
+            socket: 2,
+            which: Socket::Extra(2),
+            peer: PEER
+        })
+    );
+    // The loser closed, the winner is the caller's (still open).
+    assert_eq!(net.open, [2]);
+    assert_eq!(socks.open_count(), 0);
+}
