@@ -13,16 +13,20 @@
 //! waits for the peer's datagram on it. Prints `winner …` and
 //! `confirmed after MS ms`; exits 0 when confirmed, 4 when it gave up, 5
 //! when it won but the path never carried the peer's datagram, 2 for bad
-//! arguments. Options: `--k N` extra sockets (256), `--port P` (5555).
+//! arguments. Options: `--k N` extra sockets (256), `--port P` (5555),
+//! `--extra-ttl N` (the extra sockets' TTL; default: the prime TTL learned
+//! by `core::pathprobe` before starting; 0: the system's).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
 use punchwire_core::birthday::{Birthday, BirthdayConfig, BirthdaySockets, Finish, Outcome};
 use punchwire_core::net::{NetError, Udp, Wait};
+use punchwire_core::pathprobe::{self, ProbeConfig};
 use punchwire_core::time::{self, Instant, UnixClock};
 use punchwire_linux::clock;
 use punchwire_linux::net::{Handle, LinuxNet};
+use punchwire_linux::probe::LinuxProbe;
 
 const MAGIC: &[u8] = b"PWB1";
 
@@ -35,18 +39,20 @@ fn main() -> ExitCode {
     let mut peer_ip = None;
     let mut k = 256u16;
     let mut port = 5555u16;
+    let mut extra_ttl: Option<u8> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--k" => k = args.next().and_then(|v| v.parse().ok()).unwrap_or(256),
             "--port" => port = args.next().and_then(|v| v.parse().ok()).unwrap_or(5555),
+            "--extra-ttl" => extra_ttl = args.next().and_then(|v| v.parse().ok()),
             _ => peer_ip = a.parse::<Ipv4Addr>().ok(),
         }
     }
     let Some(peer_ip) = peer_ip else {
-        eprintln!("usage: birthday PEER_IPV4 [--k N] [--port P]");
+        eprintln!("usage: birthday PEER_IPV4 [--k N] [--port P] [--extra-ttl N]");
         return ExitCode::from(2);
     };
-    match run(SocketAddrV4::new(peer_ip, port), port, k) {
+    match run(SocketAddrV4::new(peer_ip, port), port, k, extra_ttl) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("birthday: {e}");
@@ -59,7 +65,19 @@ fn ms_since(start: Instant, now: Instant) -> u64 {
     time::micros_between(start, now) / 1000
 }
 
-fn run(peer: SocketAddrV4, port: u16, k: u16) -> Result<u8, NetError> {
+fn run(peer: SocketAddrV4, port: u16, k: u16, extra_ttl: Option<u8>) -> Result<u8, NetError> {
+    // The extra sockets send at the prime TTL, learned from the path
+    // unless given (0: the system's TTL).
+    let extra_ttl = match extra_ttl {
+        Some(t) => t,
+        None => {
+            let mut cfg = ProbeConfig::new(*peer.ip());
+            cfg.avoid_port = Some(port);
+            let o = pathprobe::learn(&mut LinuxProbe::new(), cfg)?;
+            eprintln!("birthday: {o}");
+            o.ttl
+        }
+    };
     let mut net = LinuxNet::new().map_err(|e| NetError::Other(e.raw_os_error().unwrap_or(0)))?;
     let main = net.udp_bind(port)?;
     let start = net.now();
@@ -69,6 +87,10 @@ fn run(peer: SocketAddrV4, port: u16, k: u16) -> Result<u8, NetError> {
     let seed = u64::from(std::process::id()) ^ unix.unix_micros_at(start) as u64;
     let mut m = Birthday::new(cfg, start, unix, seed);
     let mut extras: BirthdaySockets<Handle, 256> = BirthdaySockets::new();
+    if extra_ttl > 0 {
+        eprintln!("birthday: extra sockets send at TTL {extra_ttl}");
+        extras = extras.with_ttl(extra_ttl, 64);
+    }
     let mut buf = [0u8; 2048];
     let mut now = start;
     let mut next_heartbeat = start;

@@ -37,6 +37,8 @@ pub enum Finish<S> {
 /// index than `K` is treated as a failed open).
 pub struct BirthdaySockets<S: Copy, const K: usize> {
     extra: [Option<S>; K],
+    /// (TTL of the extra sockets' datagrams, TTL the winner gets back).
+    ttl: Option<(u8, u8)>,
 }
 
 impl<S: Copy + Eq + core::fmt::Debug, const K: usize> Default for BirthdaySockets<S, K> {
@@ -48,7 +50,20 @@ impl<S: Copy + Eq + core::fmt::Debug, const K: usize> Default for BirthdaySocket
 impl<S: Copy + Eq + core::fmt::Debug, const K: usize> BirthdaySockets<S, K> {
     /// No socket open.
     pub fn new() -> Self {
-        BirthdaySockets { extra: [None; K] }
+        BirthdaySockets {
+            extra: [None; K],
+            ttl: None,
+        }
+    }
+
+    /// Extra sockets send at IP TTL `prime` (the learned prime TTL): their
+    /// datagram only has to open this side's NAT mapping, and must not
+    /// reach the peer's router, where a router without an input firewall
+    /// would keep an entry that moves the peer's own mapping. The winner is
+    /// set back to `normal` before it is handed over.
+    pub fn with_ttl(mut self, prime: u8, normal: u8) -> Self {
+        self.ttl = Some((prime, normal));
+        self
     }
 
     /// How many extra sockets are open.
@@ -71,7 +86,12 @@ impl<S: Copy + Eq + core::fmt::Debug, const K: usize> BirthdaySockets<S, K> {
             match a {
                 Action::Open(i) => match self.extra.get_mut(usize::from(i)) {
                     Some(slot) => match net.udp_bind(0) {
-                        Ok(s) => *slot = Some(s),
+                        Ok(s) => {
+                            if let Some((prime, _)) = self.ttl {
+                                let _ = net.udp_set_ttl(s, prime);
+                            }
+                            *slot = Some(s);
+                        }
                         Err(_) => m.handle_open_failed(i),
                     },
                     None => m.handle_open_failed(i),
@@ -95,7 +115,11 @@ impl<S: Copy + Eq + core::fmt::Debug, const K: usize> BirthdaySockets<S, K> {
                     let handle = match socket {
                         Socket::Main => Some(main),
                         Socket::Extra(i) => {
-                            self.extra.get_mut(usize::from(i)).and_then(Option::take)
+                            let h = self.extra.get_mut(usize::from(i)).and_then(Option::take);
+                            if let (Some(h), Some((_, normal))) = (h, self.ttl) {
+                                let _ = net.udp_set_ttl(h, normal);
+                            }
+                            h
                         }
                     };
                     if let Some(h) = handle {

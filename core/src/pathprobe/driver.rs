@@ -12,8 +12,13 @@ pub const PROBE_PAYLOAD: &[u8] = b"punchwire path probe";
 /// the first public router. Fails only when no probe socket can be opened;
 /// a send that fails counts as a silent hop.
 pub fn learn<N: IcmpProbe + Wait>(net: &mut N, cfg: ProbeConfig) -> NetResult<Outcome> {
+    learn_with(net, &mut PathProbe::new(cfg))
+}
+
+/// [`learn`] with a machine the caller keeps, to read its hops afterwards.
+pub fn learn_with<N: IcmpProbe + Wait>(net: &mut N, machine: &mut PathProbe) -> NetResult<Outcome> {
     let socket = net.probe_open()?;
-    let outcome = run(net, socket, PathProbe::new(cfg));
+    let outcome = run(net, socket, machine);
     net.probe_close(socket);
     outcome
 }
@@ -21,7 +26,7 @@ pub fn learn<N: IcmpProbe + Wait>(net: &mut N, cfg: ProbeConfig) -> NetResult<Ou
 fn run<N: IcmpProbe + Wait>(
     net: &mut N,
     socket: N::ProbeSocket,
-    mut machine: PathProbe,
+    machine: &mut PathProbe,
 ) -> NetResult<Outcome> {
     let mut now = net.now();
     loop {

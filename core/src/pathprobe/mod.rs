@@ -49,7 +49,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::time::{self, Instant};
 
-pub use driver::learn;
+pub use driver::{PROBE_PAYLOAD, learn, learn_with};
 
 /// Highest TTL the machine can probe (the size of its hop table).
 pub const MAX_PROBE_TTL: u8 = 16;

@@ -8,6 +8,8 @@
 #   --expect-fail   both symmetric: both must give up cleanly (exit 4) within
 #                   the budget, having sent at most 3 x 2048 datagrams each
 #   --k N           extra sockets per side (default 256)
+#   --extra-ttl N   TTL of the extra sockets' datagrams (default: the prime TTL
+#                   the example learns with core::pathprobe; 0: the system's)
 # Passes when both sides confirm the same path both ways (exit 0); reports
 # the later side's time from its start to confirmed.
 set -euo pipefail
@@ -16,12 +18,13 @@ source "$(dirname "$0")/../lib.sh"
 
 name=$1 pa=$2 pb=$3
 shift 3
-offset=1 expect_fail=0 k=256
+offset=1 expect_fail=0 k=256 xttl=
 while (($#)); do
 	case $1 in
 	--offset) offset=$2; shift 2 ;;
 	--expect-fail) expect_fail=1; shift ;;
 	--k) k=$2; shift 2 ;;
+	--extra-ttl) xttl=$2; shift 2 ;;
 	--) shift; break ;;
 	*) lab_die "cases/birthday.sh: unknown option $1" ;;
 	esac
@@ -31,10 +34,10 @@ BIN=${LAB_BIRTHDAY:-$LAB_REPO/target/release/examples/birthday}
 
 lab_up "$pa" "$pb" --hops "${LAB_HOPS:-3}" "$@"
 lab_log "$name: $pa/$pb, B starts ${offset}s later, K=$k"
-lab_bg A a "$BIN" "$LAB_B_PUB" --k "$k"
+lab_bg A a "$BIN" "$LAB_B_PUB" --k "$k" ${xttl:+--extra-ttl "$xttl"}
 pid_a=$LAB_LAST_PID
 sleep "$offset"
-lab_bg B b "$BIN" "$LAB_A_PUB" --k "$k"
+lab_bg B b "$BIN" "$LAB_A_PUB" --k "$k" ${xttl:+--extra-ttl "$xttl"}
 pid_b=$LAB_LAST_PID
 rc_a=0 rc_b=0
 lab_wait "$pid_b" 150 || rc_b=$?
