@@ -4,8 +4,11 @@ use super::net::IcmpProbe;
 use super::{Outcome, PathProbe, ProbeConfig};
 use crate::net::{NetResult, Wait};
 
-/// The payload of every probe: says what it is to anyone capturing it.
-pub const PROBE_PAYLOAD: &[u8] = b"punchwire path probe";
+/// The payload of every probe: none. An 8-byte UDP datagram fits whole in
+/// the 8 bytes past the IP header that RFC 792 routers quote, so a stack
+/// that checks the quoted datagram (smoltcp's ICMP socket verifies its UDP
+/// checksum) still matches the error to the probe.
+pub const PROBE_PAYLOAD: &[u8] = b"";
 
 /// Probes the path to `cfg.peer` and returns the decision. Blocks for at
 /// most `rounds × round_ms` (750 ms by default), usually one round trip to
