@@ -339,3 +339,109 @@ fn outcome_reads_well() {
         "prime TTL 2: first public router 203.0.113.1 at hop 2 (8 probes, 2 hops answered)"
     );
 }
+
+// ---- learn() over a fake platform ----
+
+/// A platform whose path answers like `path` after `rtt_ms`, on a virtual
+/// clock that `wait` advances.
+struct FakePath {
+    path: &'static [On],
+    now_ms: u64,
+    rtt_ms: u64,
+    queued: heapless::Vec<(u64, net::IcmpReport), 64>,
+    sent: usize,
+    closed: bool,
+}
+
+impl net::IcmpProbe for FakePath {
+    type ProbeSocket = u8;
+    fn probe_open(&mut self) -> crate::net::NetResult<u8> {
+        Ok(7)
+    }
+    fn probe_send(
+        &mut self,
+        s: u8,
+        ttl: u8,
+        to: SocketAddrV4,
+        payload: &[u8],
+    ) -> crate::net::NetResult<()> {
+        assert_eq!(s, 7);
+        assert!(payload.is_empty());
+        self.sent += 1;
+        let on = self.path[usize::from(ttl - 1).min(self.path.len() - 1)];
+        let report = match on {
+            On::Router(ip) => Some((ip, IcmpKind::TimeExceeded)),
+            On::PeerRejects => Some((PEER, IcmpKind::Unreachable(3))),
+            On::Nothing => None,
+        };
+        if let Some((offender, kind)) = report {
+            let r = net::IcmpReport { to, offender, kind };
+            self.queued.push((self.now_ms + self.rtt_ms, r)).unwrap();
+        }
+        Ok(())
+    }
+    fn probe_recv_error(&mut self, _s: u8) -> crate::net::NetResult<net::IcmpReport> {
+        let now = self.now_ms;
+        match self.queued.iter().position(|(at, _)| *at <= now) {
+            Some(i) => Ok(self.queued.swap_remove(i).1),
+            None => Err(crate::net::NetError::WouldBlock),
+        }
+    }
+    fn probe_close(&mut self, _s: u8) {
+        self.closed = true;
+    }
+}
+
+impl crate::net::Wait for FakePath {
+    fn now(&mut self) -> Instant {
+        at_millis(self.now_ms)
+    }
+    fn wait(&mut self, deadline: Option<Instant>) -> crate::net::NetResult<Instant> {
+        // Wake at the next answer or the deadline, whichever is first.
+        let next = self.queued.iter().map(|(at, _)| *at).min();
+        let dl = deadline.map(|d| time::micros(d) / 1000);
+        self.now_ms = match (next, dl) {
+            (Some(a), Some(d)) => a.min(d),
+            (Some(a), None) => a,
+            (None, Some(d)) => d,
+            (None, None) => panic!("wait forever"),
+        }
+        .max(self.now_ms);
+        Ok(at_millis(self.now_ms))
+    }
+}
+
+fn fake(path: &'static [On]) -> FakePath {
+    FakePath {
+        path,
+        now_ms: 1000,
+        rtt_ms: 40,
+        queued: heapless::Vec::new(),
+        sent: 0,
+        closed: false,
+    }
+}
+
+#[test]
+fn learn_decides_after_one_round_trip() {
+    static PATH: [On; 3] = [On::Router(HOME), On::Router(ISP), On::PeerRejects];
+    let mut net = fake(&PATH);
+    let o = learn(&mut net, ProbeConfig::new(PEER)).unwrap();
+    assert_eq!((o.ttl, o.reason), (2, Reason::FirstPublicRouter(ISP)));
+    assert_eq!(net.now_ms, 1040);
+    assert_eq!(net.sent, usize::from(DEFAULT_MAX_TTL));
+    assert!(net.closed);
+}
+
+#[test]
+fn learn_falls_back_on_a_silent_path_within_its_rounds() {
+    static PATH: [On; 1] = [On::Nothing];
+    let mut net = fake(&PATH);
+    let o = learn(&mut net, ProbeConfig::new(PEER)).unwrap();
+    assert_eq!((o.ttl, o.reason), (FALLBACK_TTL, Reason::Silent));
+    assert_eq!(
+        net.now_ms,
+        1000 + u64::from(DEFAULT_ROUNDS) * DEFAULT_ROUND_MS
+    );
+    assert!(net.closed);
+}
