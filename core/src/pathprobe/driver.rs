@@ -1,8 +1,9 @@
 //! [`learn`]: one [`PathProbe`] run to its decision over a platform.
 
 use super::net::IcmpProbe;
-use super::{Outcome, PathProbe, ProbeConfig};
-use crate::net::{NetResult, Wait};
+use super::{Outcome, PathProbe, Probe, ProbeConfig};
+use crate::net::{NetError, NetResult, Wait};
+use crate::time::{self, Instant};
 
 /// The payload of every probe: none. An 8-byte UDP datagram fits whole in
 /// the 8 bytes past the IP header that RFC 792 routers quote, so a stack
@@ -26,15 +27,45 @@ pub fn learn_with<N: IcmpProbe + Wait>(net: &mut N, machine: &mut PathProbe) -> 
     outcome
 }
 
+/// A probe the platform could not take yet is retried this long...
+const SEND_RETRY_MS: u64 = 50;
+/// ...and the first one longer: smoltcp holds a datagram while it resolves
+/// the next hop's MAC, and retries a lost ARP request only after 1 s.
+const FIRST_SEND_RETRY_MS: u64 = 1100;
+
 fn run<N: IcmpProbe + Wait>(
     net: &mut N,
     socket: N::ProbeSocket,
     machine: &mut PathProbe,
 ) -> NetResult<Outcome> {
     let mut now = net.now();
+    // A probe refused with WouldBlock (smoltcp: the previous one still
+    // queued) and when it was first due.
+    let mut pending: Option<(Probe, Instant)> = None;
+    let mut sent_any = false;
     loop {
-        while let Some(p) = machine.poll_transmit(now) {
-            let _ = net.probe_send(socket, p.ttl, p.to, PROBE_PAYLOAD);
+        loop {
+            let (p, due) = match pending.take() {
+                Some(p) => p,
+                None => match machine.poll_transmit(now) {
+                    Some(p) => (p, now),
+                    None => break,
+                },
+            };
+            // Any other failure costs the hop one answer.
+            let window = if sent_any {
+                SEND_RETRY_MS
+            } else {
+                FIRST_SEND_RETRY_MS
+            };
+            match net.probe_send(socket, p.ttl, p.to, PROBE_PAYLOAD) {
+                Err(NetError::WouldBlock) if time::micros_between(due, now) < window * 1000 => {
+                    pending = Some((p, due));
+                    break;
+                }
+                Ok(()) => sent_any = true,
+                Err(_) => {}
+            }
         }
         while let Ok(r) = net.probe_recv_error(socket) {
             machine.handle_icmp(now, r.to, r.offender, r.kind);
@@ -42,9 +73,10 @@ fn run<N: IcmpProbe + Wait>(
         if let Some(o) = machine.result() {
             return Ok(o);
         }
-        // After draining, the machine is either decided or waiting for its
-        // round to end; an error other than WouldBlock also ends up here.
-        now = net.wait(machine.poll_timeout())?;
+        // After draining, the machine is decided, waiting for its round to
+        // end, or holding back a probe the platform could not take.
+        let retry = pending.map(|_| time::add_millis(now, 1));
+        now = net.wait(time::earliest(retry, machine.poll_timeout()))?;
         machine.handle_timeout(now);
     }
 }
