@@ -33,10 +33,12 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod birthday;
 pub mod compress;
 pub mod digest;
 pub mod frame;
 pub mod net;
+pub mod pathprobe;
 pub mod punch;
 pub mod schedule;
 pub mod sntp;

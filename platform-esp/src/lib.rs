@@ -57,6 +57,8 @@
 #![forbid(unsafe_code)]
 
 mod net;
+#[cfg(feature = "probe")]
+pub mod probe;
 pub mod splice;
 
 pub use net::{

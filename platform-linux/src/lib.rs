@@ -9,5 +9,6 @@
 
 pub mod clock;
 pub mod net;
+pub mod probe;
 pub mod random;
 pub mod relay;

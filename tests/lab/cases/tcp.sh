@@ -37,7 +37,7 @@ while (($#)); do
 done
 
 ((ref && smol)) && lab_die "cases/tcp.sh: --reference-peer and --smol-a exclude each other"
-lab_up "$pa" "$pb" --hops 3 "$@"
+lab_up "$pa" "$pb" --hops "${LAB_HOPS:-3}" "$@"
 ((smol)) && lab_smol A
 head -c "$bytes" /dev/urandom >"$LAB_DIR/a.in"
 head -c "$bytes" /dev/urandom >"$LAB_DIR/b.in"

@@ -37,7 +37,7 @@ while (($#)); do
 done
 
 ((smol_a && ref_l || smol_b && ref_c)) && lab_die "cases/udp.sh: a side is either smoltcp or the reference"
-lab_up "$pa" "$pb" --hops 3 "$@"
+lab_up "$pa" "$pb" --hops "${LAB_HOPS:-3}" "$@"
 ((smol_a)) && lab_smol A
 ((smol_b)) && lab_smol B
 mk() { # FILE: half random, half text (compressible)

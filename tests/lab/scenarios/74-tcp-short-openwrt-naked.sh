@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# lab-timeout: 900
+# Short path: one ISP hop, openwrt/naked, 20 runs, all must connect.
+set -euo pipefail
+LAB_HOPS=1 exec "$(dirname "$0")/../cases/repeat.sh" 20 20 tcp tcp-short-openwrt-naked openwrt naked --pw "--timeout 40"
