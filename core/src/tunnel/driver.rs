@@ -171,6 +171,8 @@ pub struct Driver<'a, N: Udp + Tcp, const F: usize> {
     started: bool,
     /// Dropped-datagram totals last reported.
     dropped: (u64, u64),
+    /// `-l`: an accepted client the machine cannot take yet.
+    parked: Option<N::TcpSocket>,
 }
 
 impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
@@ -207,6 +209,7 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             stopped: false,
             started: false,
             dropped: (0, 0),
+            parked: None,
         })
     }
 
@@ -394,12 +397,25 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
     }
 
     fn local(&mut self, net: &mut N, now: Instant, on_event: &mut impl FnMut(TunnelEvent) -> Flow) {
-        // New local clients.
+        // New local clients. One that the machine cannot take yet waits
+        // here (the machine is told: with udphp.py it decides on it).
         if let Some(l) = self.listener {
+            if self.parked.is_none()
+                && !self.tunnel.can_accept()
+                && let Ok(s) = net.tcp_accept(l)
+            {
+                self.parked = Some(s);
+            }
+            if self.parked.is_some() && !self.tunnel.can_accept() {
+                self.tunnel.local_waiting(now);
+            }
             while self.tunnel.can_accept() && self.bufs.slots.iter().any(|s| s.is_none()) {
-                let socket = match net.tcp_accept(l) {
-                    Ok(s) => s,
-                    Err(_) => break,
+                let socket = match self.parked.take() {
+                    Some(s) => s,
+                    None => match net.tcp_accept(l) {
+                        Ok(s) => s,
+                        Err(_) => break,
+                    },
                 };
                 match self.tunnel.accept_local(now) {
                     Some(id) => {
@@ -518,6 +534,9 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
     }
 
     fn shutdown(&mut self, net: &mut N) {
+        if let Some(p) = self.parked.take() {
+            net.tcp_close(p);
+        }
         for s in self.bufs.slots.iter_mut() {
             if let Some(s) = s.take() {
                 net.tcp_close(s.socket);

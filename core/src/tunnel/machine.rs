@@ -65,6 +65,10 @@ pub const LINGER_MS: u64 = 1000;
 pub const PORT_SILENCE_MS: u64 = 5000;
 /// Shortest spacing of immediate capability replies.
 const CAPS_REPLY_MS: u64 = 100;
+/// `Auto` on `-l`: a local client has waited this long and the peer has
+/// not answered our heartbeats (a punchwire peer answers them at once):
+/// the peer is taken for udphp.py, which says nothing until it gets data.
+pub const SILENT_PEER_V012_MS: u64 = 3000;
 
 /// Which protocols this side speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +229,8 @@ pub struct Tunnel<'a, const F: usize> {
     ev_refused: bool,
     ev_v012_closed: Option<(u32, bool)>,
     stopping: bool,
+    /// `-l`: since when a local client waits for a stream.
+    waiting_since: Option<Instant>,
     stats: LinkStats,
 }
 
@@ -271,6 +277,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             ev_refused: false,
             ev_v012_closed: None,
             stopping: false,
+            waiting_since: None,
             stats: LinkStats::default(),
         };
         t.timers[Timer::Heartbeat as usize] = Some(now);
@@ -337,7 +344,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
     pub fn is_done(&self, now: Instant) -> bool {
         self.stopping
             && (self.timers[Timer::Linger as usize].is_none_or(|t| micros(now) >= micros(t))
-                || self.conn.as_ref().is_some_and(|c| c.is_closed()))
+                || self.conn.as_ref().is_some_and(|c| c.peer_closed()))
     }
 
     // ---- input ----
@@ -559,8 +566,28 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         }
     }
 
+    /// `-l`: a local client is waiting for a stream (call while it waits).
+    pub fn local_waiting(&mut self, now: Instant) {
+        self.waiting_since.get_or_insert(now);
+    }
+
+    fn silent_peer_deadline(&self) -> Option<Instant> {
+        let since = self.waiting_since?;
+        (self.chosen == Chosen::Undecided
+            && self.cfg.protocol == Protocol::Auto
+            && self.peer_caps.is_none()
+            && self.ep.is_some())
+        .then(|| add_millis(since, SILENT_PEER_V012_MS))
+    }
+
     /// Fires due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .silent_peer_deadline()
+            .is_some_and(|t| micros(t) <= micros(now))
+        {
+            self.decide_v012();
+        }
         if !self.silent && micros_between(self.last_heard, now) >= self.cfg.silence_ms * 1000 {
             self.silent = true;
             self.ev_silent = true;
@@ -608,8 +635,12 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             return None;
         }
         match self.chosen {
-            Chosen::Pw1 => self.conn.as_mut()?.open_stream().ok(),
+            Chosen::Pw1 => {
+                self.waiting_since = None;
+                self.conn.as_mut()?.open_stream().ok()
+            }
             Chosen::V012 => {
+                self.waiting_since = None;
                 self.v.active = true;
                 self.v.broken = false;
                 if self.v.session > 1 && !self.v.echoed {
@@ -776,8 +807,10 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         }
     }
 
-    /// Stops the tunnel: pw1 sends CLOSE; v0.12 lingers [`LINGER_MS`]
-    /// answering the peer. See [`is_done`](Self::is_done).
+    /// Stops the tunnel and lingers [`LINGER_MS`] answering the peer (pw1:
+    /// ACK + CLOSE to whatever still comes, so its last FIN is settled even
+    /// if our first CLOSE was lost; v0.12: a lost ack of its last frame is
+    /// answered again). See [`is_done`](Self::is_done).
     pub fn close(&mut self, now: Instant) {
         if self.stopping {
             return;
@@ -940,6 +973,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         for x in self.timers {
             t = earliest(t, x);
         }
+        t = earliest(t, self.silent_peer_deadline());
         if self.caps_reply_due {
             let at = self.last_caps_reply.map_or(self.last_heard, |l| {
                 crate::time::add_millis(l, CAPS_REPLY_MS)

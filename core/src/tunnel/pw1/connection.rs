@@ -214,6 +214,11 @@ impl<'a> Connection<'a> {
         self.streams.iter().filter(|s| s.is_live()).count()
     }
 
+    /// Whether the peer sent CLOSE.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed.is_some()
+    }
+
     /// Whether [`close`](Self::close) was called or the peer closed, and
     /// nothing is left to send.
     pub fn is_closed(&self) -> bool {
@@ -238,6 +243,11 @@ impl<'a> Connection<'a> {
 
     fn receive(&mut self, now: Instant, datagram: &[u8]) -> Result<u64, PacketError> {
         self.now = now;
+        if self.close.is_some() {
+            // Closing: whatever the peer still sends gets one more ACK +
+            // CLOSE (the first ones may have been lost).
+            self.close_sent = self.close_sent.min(2);
+        }
         let body = check::verify(datagram).ok_or(PacketError::Check)?;
         let header = Header::parse(body).map_err(|_| PacketError::Malformed)?;
         if header.token != self.local_token {
