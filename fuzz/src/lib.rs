@@ -28,6 +28,8 @@ pub mod election_hello;
 pub mod frame;
 pub mod inflate;
 pub mod punch_ops;
+pub mod pw1_ops;
+pub mod pw1_packet;
 pub mod sntp_client;
 pub mod sntp_packet;
 pub mod tunnel_ops;

@@ -8,8 +8,8 @@ use lexopt::prelude::*;
 use log::{debug, info, warn};
 use punchwire_core::net::NetError;
 use punchwire_core::punch::{
-    self, DEFAULT_INTERVAL_MS, DEFAULT_PRIME_TTL, DEFAULT_TIMEOUT_MS, Election, Event, Part,
-    PunchConfig, PunchDriverError, PunchError, PunchMachine, Timing,
+    self, DEFAULT_INTERVAL_MS, DEFAULT_TIMEOUT_MS, Election, Event, Part, PunchConfig,
+    PunchDriverError, PunchError, PunchMachine, Timing,
 };
 use punchwire_core::schedule::MAX_SKEW_BOUND_MS;
 use punchwire_core::time;
@@ -39,7 +39,9 @@ Options:
                          (greater address leads) instead of the nonce hello
   --interval MS          spray interval [default: 50]
   --ttl N                TTL of the priming SYNs, 0 to disable priming
-                         [default: 3: one or two NATs, then expire in the ISP]
+                         [default: learned from the path: TTL-limited probes
+                         find the first public router beyond this side's
+                         NATs (3 if the path is silent)]
   --reference            behave like tcp_punch.py (one bucket, wait for its
                          rendezvous, spray 5 s, keep the first connection)
   --forward PORT         relay the connection to the local TCP service on
@@ -84,7 +86,8 @@ struct Options {
     offset_ms: i64,
     public_ip: Option<Ipv4Addr>,
     interval_ms: u64,
-    ttl: u8,
+    /// `--ttl`: `None` learns it from the path.
+    ttl: Option<u8>,
     reference: bool,
     forward: Option<u16>,
     listen: Option<u16>,
@@ -105,7 +108,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         offset_ms: 0,
         public_ip: None,
         interval_ms: DEFAULT_INTERVAL_MS,
-        ttl: DEFAULT_PRIME_TTL,
+        ttl: None,
         reference: false,
         forward: None,
         listen: None,
@@ -148,7 +151,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
             }
             Long("ttl") => {
                 let v = text("--ttl", p.value()?)?;
-                o.ttl = ttl("--ttl", &v)?;
+                o.ttl = Some(ttl("--ttl", &v)?);
             }
             Long("reference") => o.reference = true,
             Long("forward") => {
@@ -222,7 +225,13 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     config.max_clock_error_ms = o.max_error_ms;
     config.interval_ms = o.interval_ms;
     config.timeout_ms = o.timeout_ms;
-    config.prime_ttl = o.ttl;
+    // The reference timing never primes; otherwise ask the path.
+    let prime_ttl = match o.ttl {
+        Some(t) => t,
+        None if o.reference => 0,
+        None => crate::cmd::learn_prime_ttl(o.peer, None),
+    };
+    config.prime_ttl = prime_ttl;
     if let Some(mine) = o.public_ip {
         config.election = Election::PublicIp { mine, peer: o.peer };
     }
@@ -254,10 +263,10 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         o.peer,
         o.timeout_ms as f64 / 1000.0,
         o.max_error_ms as f64 / 1000.0,
-        if o.ttl == 0 {
+        if prime_ttl == 0 {
             "off".to_string()
         } else {
-            o.ttl.to_string()
+            prime_ttl.to_string()
         }
     );
     let mut skipped = 0usize;

@@ -51,7 +51,9 @@ Options:
   --sessions N           exit 0 after N sessions have ended [default: run
                          until the peer falls silent]
   --ttl N                TTL of the first punch heartbeats, 0 to disable
-                         [default: 3]
+                         [default: learned from the path (ICMP time
+                         exceeded of TTL-limited probes: the first public
+                         router beyond this side's NATs), 3 if it is silent]
   --no-compress          send every frame uncompressed
   --bind-port N          bind this UDP port instead of UDP_PORT (still send to
                          PEER_IP:UDP_PORT): for both sides on one machine
@@ -88,7 +90,8 @@ struct Options {
     frame_size: usize,
     stats_ms: Option<u64>,
     sessions: Option<u32>,
-    ttl: u8,
+    /// `--ttl`: `None` learns it from the path.
+    ttl: Option<u8>,
     compress: bool,
     verbosity: i32,
     protocol: Protocol,
@@ -117,7 +120,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         frame_size: tunnel::DEFAULT_FRAME_SIZE,
         stats_ms: None,
         sessions: None,
-        ttl: 3,
+        ttl: None,
         compress: true,
         verbosity: 0,
         protocol: Protocol::Auto,
@@ -174,7 +177,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
             }
             Long("ttl") => {
                 let v = text("--ttl", p.value()?)?;
-                o.ttl = ttl("--ttl", &v)?;
+                o.ttl = Some(ttl("--ttl", &v)?);
             }
             Long("no-compress") => o.compress = false,
             Long("protocol") => {
@@ -331,11 +334,14 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     pw1_cfg.initial_chunks = initial_chunks;
     pw1_cfg.keepalive_ms = o.heartbeat_ms;
     let peer = SocketAddr::V4(SocketAddrV4::new(o.peer, o.udp_port));
+    let prime_ttl = o
+        .ttl
+        .unwrap_or_else(|| crate::cmd::learn_prime_ttl(o.peer, Some(o.udp_port)));
     let machine_cfg = MachineConfig {
         peer,
         local: o.local,
         protocol: o.protocol,
-        prime_ttl: o.ttl,
+        prime_ttl,
         normal_ttl: 64,
         heartbeat_ms: u64::from(o.heartbeat_ms),
         silence_ms: u64::from(o.silence_ms),

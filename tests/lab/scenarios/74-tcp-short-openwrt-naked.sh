@@ -2,4 +2,4 @@
 # lab-timeout: 900
 # Short path: one ISP hop, openwrt/naked, 20 runs, all must connect.
 set -euo pipefail
-LAB_HOPS=1 exec "$(dirname "$0")/../cases/repeat.sh" 20 20 tcp tcp-short-openwrt-naked openwrt naked --pw "--timeout 40"
+LAB_HOPS=1 exec "$(dirname "$0")/../cases/repeat.sh" "${LAB_RUNS:-3}" "${LAB_RUNS:-3}" tcp tcp-short-openwrt-naked openwrt naked --pw "--timeout 40"

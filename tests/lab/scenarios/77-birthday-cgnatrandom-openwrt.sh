@@ -4,4 +4,4 @@
 # behind cgnat-random) / openwrt, 20 runs, at least 19 must confirm within 30 s.
 set -euo pipefail
 [[ -n ${LAB_BIRTHDAY:-} ]] || (cd "$(dirname "$0")/../../.." && cargo build -q --release -p punchwire-linux --example birthday)
-REPEAT_MAX_MS=30000 exec "$(dirname "$0")/../cases/repeat.sh" 20 19 birthday birthday-cgnatrandom-openwrt cgnat-random openwrt
+REPEAT_MAX_MS=30000 exec "$(dirname "$0")/../cases/repeat.sh" "${LAB_RUNS:-3}" "$(( ${LAB_RUNS:-3} * 19 / 20 ))" birthday birthday-cgnatrandom-openwrt cgnat-random openwrt

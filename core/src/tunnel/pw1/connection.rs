@@ -1161,7 +1161,9 @@ impl<'a> Connection<'a> {
             while pn < largest {
                 let p = &self.sent[(pn % len) as usize];
                 if p.pn == pn {
-                    self.timers[Timer::Loss as usize] = Some(add_micros(p.time(), delay));
+                    let at = add_micros(p.time(), delay);
+                    self.timers[Timer::Loss as usize] =
+                        Some(if micros(at) < micros(now) { now } else { at });
                     return;
                 }
                 pn += 1;
@@ -1173,7 +1175,15 @@ impl<'a> Connection<'a> {
         }
         let pto = self.rtt.pto(u64::from(self.peer_max_ack_delay())) << self.pto_count.min(6);
         let from = self.last_eliciting_sent.unwrap_or(now);
-        self.timers[Timer::Loss as usize] = Some(add_micros(from, pto));
+        // After a probe timeout the probes go out now: the next one counts
+        // from now, never from a send long past.
+        let at = add_micros(from, pto);
+        let at = if micros(at) <= micros(now) {
+            add_micros(now, pto)
+        } else {
+            at
+        };
+        self.timers[Timer::Loss as usize] = Some(at);
     }
 
     fn on_loss_timer(&mut self, now: Instant) {
