@@ -107,6 +107,12 @@ pub const LOSS_MIN_PACKETS: u64 = 3;
 /// In Startup, a round with fewer lost packets than this is never
 /// congested (its early rounds are a few packets long).
 pub const STARTUP_LOSS_MIN_PACKETS: u64 = 8;
+/// A round whose smallest RTT exceeds min_rtt by this many percent ...
+pub const QUEUE_THRESH_PCT: u64 = 25;
+/// ... and at least this many µs had a standing queue.
+pub const QUEUE_MIN_US: u64 = 1_000;
+/// cwnd cap after a loss at a standing queue, percent of BDP.
+pub const QUEUE_CWND_GAIN_PCT: u64 = 110;
 /// Multiplicative cut of the lower bounds per congested round, percent.
 pub const BETA_PCT: u64 = 70;
 /// Share of `inflight_hi` used outside a probe, percent.
@@ -164,6 +170,7 @@ pub struct Bbr {
     next_round_delivered: u64,
     round_delivered: u64,
     round_lost: u64,
+    round_min_rtt_us: u64,
     bw_latest: u64,
     inflight_latest: u64,
     congested_rounds: u64,
@@ -209,6 +216,7 @@ impl Bbr {
             next_round_delivered: 0,
             round_delivered: 0,
             round_lost: 0,
+            round_min_rtt_us: UNSET,
             bw_latest: 0,
             inflight_latest: 0,
             congested_rounds: 0,
@@ -390,9 +398,20 @@ impl Bbr {
         } else {
             LOSS_MIN_PACKETS
         };
-        let congested = self.round_lost >= min_packets * self.mss
+        let loss_rate_high = self.round_lost >= min_packets * self.mss
             && self.round_lost * 100 > LOSS_THRESH_PCT * resolved;
-        if congested {
+        // A queue that stayed up for a whole round: not ours (Down drains
+        // ours), so a loss-based flow or an overestimating one holds it.
+        let standing_queue = self.min_rtt_us != UNSET
+            && self.round_min_rtt_us != UNSET
+            && self.round_min_rtt_us
+                >= self.min_rtt_us + (self.min_rtt_us * QUEUE_THRESH_PCT / 100).max(QUEUE_MIN_US);
+        let cruising = matches!(
+            self.state,
+            CcState::ProbeBw(ProbeBwPhase::Cruise) | CcState::ProbeBw(ProbeBwPhase::Down)
+        );
+        let queue_loss = self.round_lost > 0 && standing_queue && cruising;
+        if loss_rate_high || queue_loss {
             self.congested_rounds += 1;
             match self.state {
                 CcState::Startup => {
@@ -402,16 +421,24 @@ impl Bbr {
                 CcState::Drain
                 | CcState::ProbeBw(ProbeBwPhase::Down)
                 | CcState::ProbeBw(ProbeBwPhase::Cruise) => {
-                    let bw_lo = self.bw_lo.min(self.max_bw.get());
-                    self.bw_lo = self.bw_latest.max(mul_div(bw_lo, BETA_PCT, 100));
-                    let inflight_lo = self.inflight_lo.min(self.cwnd);
-                    self.inflight_lo =
-                        self.inflight_latest
-                            .max(mul_div(inflight_lo, BETA_PCT, 100));
+                    if loss_rate_high {
+                        // Heavy loss: the path shrank or is overloaded.
+                        let bw_lo = self.bw_lo.min(self.max_bw.get());
+                        let inflight_lo = self.inflight_lo.min(self.cwnd);
+                        self.bw_lo = self.bw_latest.max(mul_div(bw_lo, BETA_PCT, 100));
+                        self.inflight_lo =
+                            self.inflight_latest
+                                .max(mul_div(inflight_lo, BETA_PCT, 100));
+                    } else {
+                        // Loss at a standing queue: keep pacing at the
+                        // estimate, but stop holding a queue of our own.
+                        self.inflight_lo = self.bdp(QUEUE_CWND_GAIN_PCT).unwrap_or(UNSET);
+                    }
                 }
                 _ => {}
             }
         }
+        self.round_min_rtt_us = UNSET;
         self.round_delivered = 0;
         self.round_lost = 0;
         self.bw_latest = 0;
@@ -461,7 +488,8 @@ impl Bbr {
             ProbeBwPhase::Cruise => elapsed > min_rtt,
         };
         if next {
-            self.enter_phase(now, (self.cycle_index + 1) % CYCLE_LEN);
+            let index = (self.cycle_index + 1) % CYCLE_LEN;
+            self.enter_phase(now, index);
         }
     }
 
@@ -527,6 +555,9 @@ impl Controller for Bbr {
         let acked_bytes = sample_bytes(acked);
         self.round_delivered += acked_bytes;
         self.update_min_rtt(now, rtt_us, min_rtt_us);
+        if let Some(rtt) = rtt_us {
+            self.round_min_rtt_us = self.round_min_rtt_us.min(rtt);
+        }
 
         let round_start = sample.prior_delivered >= self.next_round_delivered;
         if round_start {

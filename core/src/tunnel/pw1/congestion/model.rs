@@ -41,6 +41,10 @@ pub(crate) struct Link {
     pub(crate) loss_ppm: u64,
     /// Random loss of acks, parts per million.
     pub(crate) ack_loss_ppm: u64,
+    /// Random extra delay of each datagram before the bottleneck (the
+    /// senders' access paths), µs, order-preserving per flow. It breaks
+    /// the drop-tail phase effects of a perfectly regular model.
+    pub(crate) jitter_us: u64,
     /// Rate changes: from µs `.0` on, `.1` bytes per second (0: blackout,
     /// everything dropped).
     pub(crate) rate_changes: Vec<(u64, u64)>,
@@ -58,6 +62,7 @@ impl Link {
             queue_bytes: (rate * rtt_ms / 1000).max(20 * MSS as u64),
             loss_ppm: ppm,
             ack_loss_ppm: ppm,
+            jitter_us: 500,
             rate_changes: Vec::new(),
         }
     }
@@ -117,6 +122,7 @@ pub(crate) struct Flow {
     min_rtt_us: u64,
     latest_rtt_us: u64,
     pending_wake_ns: Option<u64>,
+    last_enter_ns: u64,
     last_sent_us: u64,
     pto_count: u32,
     probes: u32,
@@ -141,6 +147,8 @@ pub(crate) struct Flow {
 enum Ev {
     /// Sender `flow` should try to send / check timers.
     Wake(usize),
+    /// Packet `pn` of `flow` reaches the bottleneck queue.
+    Enter(usize, u64),
     /// Packet `pn` of `flow` arrives at its receiver.
     Arrive(usize, u64),
     /// An ack of everything up to `pn` reaches `flow`'s sender.
@@ -195,6 +203,7 @@ impl Model {
                 min_rtt_us: 0,
                 latest_rtt_us: 0,
                 pending_wake_ns: None,
+                last_enter_ns: 0,
                 last_sent_us: 0,
                 pto_count: 0,
                 probes: 0,
@@ -247,6 +256,16 @@ impl Model {
                         self.flows[f].pending_wake_ns = None;
                     }
                     self.on_wake(f);
+                }
+                Ev::Enter(f, pn) => {
+                    let extra = self.flows[f].extra_delay_us;
+                    let dropped = self.enter_link(f, pn, extra);
+                    let fl = &mut self.flows[f];
+                    if let Some(i) = pn.checked_sub(fl.base_pn)
+                        && let Some(r) = fl.recs.get_mut(i as usize)
+                    {
+                        r.dropped = dropped;
+                    }
                 }
                 Ev::Arrive(f, pn) => self.on_arrive(f, pn),
                 Ev::Ack(f, pn) => self.on_ack(f, pn),
@@ -390,7 +409,16 @@ impl Model {
             let pn = fl.next_pn;
             fl.next_pn += 1;
             let extra = fl.extra_delay_us;
-            let dropped = self.enter_link(f, pn, extra);
+            let dropped = if self.link.jitter_us == 0 {
+                self.enter_link(f, pn, extra)
+            } else {
+                let j = self.rng.below(self.link.jitter_us + 1) * NS;
+                let fl = &mut self.flows[f];
+                let at = (self.now_ns + j).max(fl.last_enter_ns);
+                fl.last_enter_ns = at;
+                self.push(at, Ev::Enter(f, pn));
+                false
+            };
             self.flows[f].recs.push_back(SentRec {
                 sent_time_us: now_us,
                 bytes: MSS,
