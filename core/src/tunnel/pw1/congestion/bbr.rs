@@ -14,11 +14,10 @@
 //!   enters ProbeRtt to drain the queue and measure it afresh.
 //! * **BDP** = `bw × min_rtt`, where `bw = min(max_bw, bw_lo)`.
 //! * **Congestion bounds** learned from loss: `inflight_hi` (the inflight
-//!   level at which loss became excessive; cwnd is capped at it, at 85 %
-//!   of it outside a probe, leaving headroom for other flows) and
-//!   `bw_lo`/`inflight_lo` (cut by ×0.7 per congested round trip, but never
-//!   below what the last round actually delivered; forgotten at each
-//!   bandwidth probe).
+//!   level at which a probe's loss became excessive; cwnd is capped at it,
+//!   at 85 % of it outside a probe, leaving headroom for other flows) and
+//!   `bw_lo`/`inflight_lo` (set by congested round trips, see below;
+//!   forgotten at each bandwidth probe).
 //!
 //! ## States and gains
 //!
@@ -38,40 +37,62 @@
 //!
 //! ## Loss response: random loss is not congestion
 //!
-//! A loss is *excessive* when the bytes lost since a packet was sent exceed
-//! [`LOSS_THRESH_PCT`] % of what was in flight when it was sent
-//! (`SentState::tx_in_flight`), and at least [`LOSS_MIN_PACKETS`] packets;
-//! a round trip is *congested* when more than [`LOSS_THRESH_PCT`] % of the
-//! bytes it resolved were lost, again at least [`LOSS_MIN_PACKETS`] packets.
+//! Two signals, both judged per round trip so single losses never count:
 //!
-//! BBRv2 uses 2 %, which is exactly the random loss pw1 must run through at
-//! full speed (issue 11: 2 % each way). Per-round loss counts are binomial:
-//! at 2 % random loss and a 500-packet round (100 Mbit/s × 50 ms) the
-//! round's loss rate is 2 ± 0.6 %, so 5 % is ~5 σ away and never reached;
-//! at small windows the minimum of 3 packets keeps single losses from
-//! counting. Real congestion (a queue overflowing at pacing gain 1.25, a
-//! rate drop, a competing flow filling the buffer) loses well above 5 %
-//! within a round and is seen within one or two round trips. The price: a
-//! path that *only* signals congestion by a loss rate between 2 and 5 %
-//! (a policer with a deep token bucket) is pushed a little harder than
+//! 1. **Loss rate.** A round is congested when more than
+//!    [`LOSS_THRESH_PCT`] % (5 %) of the bytes it resolved were lost, and
+//!    at least [`LOSS_MIN_PACKETS`] packets ([`STARTUP_LOSS_MIN_PACKETS`]
+//!    in Startup, whose first rounds are a few packets long). In a probe,
+//!    a loss is *excessive* when the bytes lost since a packet was sent
+//!    exceed 5 % of what was in flight when it was sent
+//!    (`SentState::tx_in_flight`), again at least 3 packets.
+//! 2. **Loss at a standing queue.** A round in Cruise or Down with at least
+//!    one loss whose *smallest* RTT sample exceeds min_rtt by
+//!    [`QUEUE_THRESH_PCT`] % (25 %, at least 1 ms). Down drains BBR's own
+//!    queue, so a queue that stays up for a whole round is held by someone
+//!    else (a loss-based flow, or BBR flows whose max filters together
+//!    overestimate the link), and a loss there is that queue overflowing.
+//!
+//! Why 5 %: BBRv2 uses 2 %, which is exactly the random loss pw1 must run
+//! through at full speed (issue 11: 2 % each way). Per-round loss counts
+//! are binomial: at 2 % random loss and a 500-packet round (100 Mbit/s ×
+//! 50 ms) the round's loss rate is 2 ± 0.6 %, so 5 % is ~5 σ away; at small
+//! windows the packet minimum keeps one or two losses from counting. Random
+//! loss on an uncongested path has no standing queue, so signal 2 stays
+//! quiet too (the model tests see 1 congested round in 230–470 on the 1 %
+//! and 2 % paths). Real congestion (a probe overflowing the buffer, a rate
+//! drop, unresponsive traffic) loses well above 5 % within a round; a
+//! loss-based competitor shows up as signal 2. The price: a path that
+//! signals congestion *only* by a loss rate between 2 and 5 % with no
+//! queue (a policer with a shallow token bucket) is pushed harder than
 //! BBRv2 would push it.
 //!
 //! Responses:
-//! * Startup: an excessive loss or a congested round ends Startup at
-//!   once; `inflight_hi = max(tx_in_flight, 0.7 × BDP)`.
-//! * ProbeBw Up: an excessive loss sets `inflight_hi` the same way and
-//!   ends the probe (→ Down). An Up phase that ends without one raises
-//!   `inflight_hi` by 25 % (and drops it once it no longer binds), so the
-//!   bound is re-probed every cycle.
-//! * Drain, Down, Cruise: each congested round cuts `bw_lo` and
-//!   `inflight_lo` to `max(latest round's delivery, 0.7 × previous)`.
-//!   The next Up phase forgets them (and by then the max filter has aged
-//!   out the old bandwidth).
+//! * Startup: a congested round ends Startup at once;
+//!   `inflight_hi = max(inflight of the last round, 0.7 × BDP)`.
+//! * ProbeBw Up: an excessive loss sets
+//!   `inflight_hi = max(tx_in_flight, 0.7 × BDP)` and ends the probe
+//!   (→ Down). An Up phase that ends without one raises `inflight_hi` by
+//!   25 % (and drops it once it no longer binds), so the bound is
+//!   re-probed every cycle.
+//! * Drain, Down, Cruise, signal 1: `bw_lo` and `inflight_lo` become
+//!   `max(latest round's delivery, 0.7 × previous)` (BBRv2's rule: it
+//!   never cuts below what the path just delivered, so a shallow buffer
+//!   that overflows now and then costs little: 97 % of the link at 0.1 BDP
+//!   of buffer).
+//! * Down, Cruise, signal 2: `inflight_lo = 1.1 × BDP`
+//!   ([`QUEUE_CWND_GAIN_PCT`]); pacing stays at the estimate. BBR stops
+//!   holding a queue of its own, so the flows behind the standing queue see
+//!   their RTT rise and their rate samples fall to their share.
+//! * The next Up phase forgets `bw_lo`/`inflight_lo` (and by then the max
+//!   filter has aged out bandwidth the flow no longer gets).
 //! * Persistent congestion: back to Startup from a 4-packet window with an
-//!   empty model (the path may have changed).
+//!   empty model (the path may have changed); the delivery counters stay.
 //!
 //! Not done (yet): BBRv2's ack-aggregation (`extra_acked`) headroom, the
-//! pacing gain reduction after idle restart, and ECN.
+//! pacing gain reduction after idle restart, ECN, and Reno-timescale
+//! probing (BBRv2 probes every 2–3 s when competing with loss-based flows;
+//! this probes every 8 rounds, so NewReno only gets ~16 % beside it).
 
 use super::filter::MaxFilter;
 use super::rate::{DeliveryRate, RateSample};

@@ -45,6 +45,9 @@ pub(crate) struct Link {
     /// senders' access paths), µs, order-preserving per flow. It breaks
     /// the drop-tail phase effects of a perfectly regular model.
     pub(crate) jitter_us: u64,
+    /// Delay changes: from µs `.0` on, `.1` µs one-way each way (only
+    /// increases, so nothing is reordered).
+    pub(crate) delay_changes: Vec<(u64, u64)>,
     /// Rate changes: from µs `.0` on, `.1` bytes per second (0: blackout,
     /// everything dropped).
     pub(crate) rate_changes: Vec<(u64, u64)>,
@@ -63,6 +66,7 @@ impl Link {
             loss_ppm: ppm,
             ack_loss_ppm: ppm,
             jitter_us: 500,
+            delay_changes: Vec::new(),
             rate_changes: Vec::new(),
         }
     }
@@ -240,6 +244,16 @@ impl Model {
             }
         }
         r
+    }
+
+    fn delay_us(&self, at_us: u64) -> u64 {
+        let mut d = self.link.delay_us;
+        for &(from, delay) in &self.link.delay_changes {
+            if at_us >= from {
+                d = delay;
+            }
+        }
+        d
     }
 
     /// Runs until `end_us`.
@@ -445,7 +459,7 @@ impl Model {
         let start = self.link_free_ns.max(now_ns);
         let depart = start + MSS as u64 * 1_000_000_000 / rate;
         self.link_free_ns = depart;
-        let arrive = depart + (self.link.delay_us + extra_delay_us) * NS;
+        let arrive = depart + (self.delay_us(depart / NS) + extra_delay_us) * NS;
         self.push(arrive, Ev::Arrive(f, pn));
         false
     }
@@ -479,7 +493,7 @@ impl Model {
         if self.chance(self.link.ack_loss_ppm) {
             return;
         }
-        let at = self.now_ns + (self.link.delay_us + self.flows[f].extra_delay_us) * NS;
+        let at = self.now_ns + (self.delay_us(self.now_us()) + self.flows[f].extra_delay_us) * NS;
         self.push(at, Ev::Ack(f, largest));
     }
 

@@ -613,6 +613,45 @@ fn bbr_full_speed_on_a_shallow_buffer() {
     assert!(g[0] >= 90, "{g:?}");
 }
 
+#[test]
+fn bbr_probe_rtt_learns_a_longer_path() {
+    // The route changes at 3 s: 20 ms RTT becomes 40 ms. min_rtt only
+    // falls on its own, so ProbeRtt must notice the old one expired.
+    let mut link = Link::new(100, 20, 0.0);
+    let rate = link.rate;
+    link.delay_changes.push((3 * S, 20_000));
+    let mut m = Model::new(link, vec![bulk(bbr(36), 0)], 36);
+    let mut saw_probe_rtt = false;
+    for i in 1..=200u64 {
+        m.run(i * 100_000);
+        saw_probe_rtt |= m.flows[0].cc.stats().state == CcState::ProbeRtt;
+    }
+    let st = m.flows[0].cc.stats();
+    let u = pct(m.goodput(0, 15 * S, 20 * S), rate);
+    eprintln!(
+        "20 -> 40 ms RTT at 3 s: min_rtt {} µs at 20 s, ProbeRtt seen {saw_probe_rtt}, utilisation {u} % (15..20 s)",
+        st.min_rtt_us
+    );
+    assert!(saw_probe_rtt);
+    assert!(st.min_rtt_us >= 40_000, "{st:?}");
+    assert!(u >= 90, "utilisation {u} %");
+}
+
+#[test]
+fn state_sizes() {
+    use core::mem::size_of;
+    eprintln!(
+        "size_of: SentState {}, Bbr {}, NewReno {}, Pacer {}",
+        size_of::<SentState>(),
+        size_of::<Bbr>(),
+        size_of::<NewReno>(),
+        size_of::<crate::tunnel::pw1::pacer::Pacer>()
+    );
+    // Stored once per packet in flight: keep it small.
+    assert!(size_of::<SentState>() <= 48);
+    assert!(size_of::<Bbr>() <= 512);
+}
+
 /// A sender that ignores congestion: a fixed rate, no window.
 struct Unresponsive(u64);
 
