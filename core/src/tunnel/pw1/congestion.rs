@@ -71,6 +71,7 @@
 //! | --- | --- | --- |
 //! | BBR, 100 Mbit/s × 20 ms, 1 % loss each way | 98 % of the link (2–10 s) | ≥ 90 % |
 //! | BBR, 100 Mbit/s × 50 ms, 2 % loss each way | 97 %, 1 congested round of 228 | ≥ 90 % |
+//! | BBR, 100 Mbit/s × 20 ms, 5 % / 8 % loss each way | 94 % / 91 % | ≥ 85 % |
 //! | NewReno, 100 Mbit/s × 20 ms, 1 % loss | 6 % | < 30 % |
 //! | BBR Startup, 100 Mbit/s × 50 ms | 90 % of the link within 400 ms (8 RTT) | ≤ 500 ms |
 //! | BBR, 4 BDP buffer, no loss | RTT 21.2 ms mean, 25.6 ms max on a 20.2 ms path; 99 % | mean +≤ 50 %, max +≤ 2 × |
@@ -88,11 +89,17 @@
 //! | RTT 20 → 40 ms at 3 s | ProbeRtt learns 40.2 ms; 99 % | min_rtt ≥ 40 ms |
 //! | 2 s blackout | persistent congestion once, back to 99 % 2 s later | ≥ 90 % |
 //!
-//! Over 4 seeds (`tuning_table`) the 2-flow Jain indices stay in
-//! 0.95–0.99 and BBR + NewReno gives NewReno 16–18 %.
+//! Over 8 seeds (`tuning_table`): every 2- and 4-flow Jain index ≥ 0.92
+//! (2 × BBR on 100 Mbit/s × 20 ms clean and 1 %, on 20 Mbit/s × 50 ms
+//! clean and 2 %, 20 vs 40 ms RTT, a 0.25 BDP buffer, 4 flows); BBR +
+//! NewReno gives NewReno 16–20 %; a single flow keeps ≥ 96 % on 1 Mbit/s ×
+//! 100 ms + 2 %, 10 Mbit/s × 200 ms + 2 %, 500 Mbit/s × 10 ms + 1 %, and
+//! with acks every 8 packets / 5 ms on 100 Mbit/s × 20 ms + 1 % (98 %);
+//! 3–8 % random loss keeps 91–96 %. (43 of the 56 sharing runs reach
+//! 0.99; the lowest are 4 flows at 0.92 and 20 Mbit/s × 50 ms + 2 % at 0.94.)
 //!
 //! `size_of`: [`SentState`] 48 bytes (stored per packet in flight),
-//! [`Bbr`] 312, [`NewReno`] 104, `Pacer` 32 (x86-64).
+//! [`Bbr`] 328, [`NewReno`] 104, `Pacer` 32 (x86-64).
 //!
 //! ## Integer arithmetic
 //!
@@ -214,6 +221,8 @@ pub struct CcStats {
     pub lost: u64,
     /// Round trips the controller judged congested (loss above threshold).
     pub congested_rounds: u64,
+    /// BBR's learned baseline (random) loss rate of the path, ppm.
+    pub loss_baseline_ppm: u64,
 }
 
 /// A congestion controller: decides how much may be in flight and how fast

@@ -25,8 +25,6 @@ pub(crate) const MSS: usize = 1400;
 /// Goodput is recorded in bins of this many µs.
 pub(crate) const BIN_US: u64 = 10_000;
 const NS: u64 = 1000;
-const ACK_EVERY: u32 = 2;
-const MAX_ACK_DELAY_US: u64 = 1_000;
 
 /// The shared bottleneck.
 #[derive(Clone, Debug)]
@@ -45,6 +43,10 @@ pub(crate) struct Link {
     /// senders' access paths), µs, order-preserving per flow. It breaks
     /// the drop-tail phase effects of a perfectly regular model.
     pub(crate) jitter_us: u64,
+    /// The receiver acks every this many packets (at once on a gap) ...
+    pub(crate) ack_every: u32,
+    /// ... or this long after the first unacked one, µs.
+    pub(crate) max_ack_delay_us: u64,
     /// Delay changes: from µs `.0` on, `.1` µs one-way each way (only
     /// increases, so nothing is reordered).
     pub(crate) delay_changes: Vec<(u64, u64)>,
@@ -66,6 +68,8 @@ impl Link {
             loss_ppm: ppm,
             ack_loss_ppm: ppm,
             jitter_us: 500,
+            ack_every: 2,
+            max_ack_delay_us: 1_000,
             delay_changes: Vec::new(),
             rate_changes: Vec::new(),
         }
@@ -312,7 +316,7 @@ impl Model {
     fn pto_us(&self, f: usize) -> u64 {
         let fl = &self.flows[f];
         let srtt = if fl.srtt_us == 0 { 100_000 } else { fl.srtt_us };
-        (srtt + (4 * fl.rttvar_us).max(1000) + MAX_ACK_DELAY_US) << fl.pto_count.min(6)
+        (srtt + (4 * fl.rttvar_us).max(1000) + self.link.max_ack_delay_us) << fl.pto_count.min(6)
     }
 
     fn loss_delay_us(&self, f: usize) -> u64 {
@@ -475,10 +479,10 @@ impl Model {
             fl.recv_largest.is_some_and(|l| pn != l + 1) || (fl.recv_largest.is_none() && pn != 0);
         fl.recv_largest = Some(fl.recv_largest.map_or(pn, |l| l.max(pn)));
         fl.recv_unacked += 1;
-        if fl.recv_unacked >= ACK_EVERY || gap {
+        if fl.recv_unacked >= self.link.ack_every || gap {
             self.send_ack(f);
         } else if fl.ack_timer_ns.is_none() {
-            let at = self.now_ns + MAX_ACK_DELAY_US * NS;
+            let at = self.now_ns + self.link.max_ack_delay_us * NS;
             fl.ack_timer_ns = Some(at);
             self.push(at, Ev::AckTimer(f));
         }
@@ -565,7 +569,7 @@ impl Model {
         let delay = self.loss_delay_us(f);
         let pc_us = 3 * {
             let fl = &self.flows[f];
-            fl.srtt_us + (4 * fl.rttvar_us).max(1000) + MAX_ACK_DELAY_US
+            fl.srtt_us + (4 * fl.rttvar_us).max(1000) + self.link.max_ack_delay_us
         };
         let mut lost = core::mem::take(&mut self.lost);
         lost.clear();

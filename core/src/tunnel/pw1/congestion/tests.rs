@@ -78,6 +78,21 @@ fn bbr_full_speed_100mbit_50ms_2pct_loss() {
 }
 
 #[test]
+fn bbr_degrades_gracefully_beyond_the_spec() {
+    // 5 % and 8 % random loss each way: above the fixed 5 % threshold, so
+    // only the learned baseline (2 × the path's own loss) keeps the rate.
+    for (loss, seed) in [(5.0, 41), (8.0, 42)] {
+        let (u, m) = utilisation_run(100, 20, loss, 10, seed);
+        let st = m.flows[0].cc.stats();
+        eprintln!(
+            "100 Mbit/s x 20 ms, {loss} %/{loss} %: utilisation {u} %, congested rounds {} of {}",
+            st.congested_rounds, st.rounds
+        );
+        assert!(u >= 85, "{loss} %: utilisation {u} %");
+    }
+}
+
+#[test]
 fn bbr_startup_fills_100mbit_50ms_in_a_few_rtts() {
     let link = Link::new(100, 50, 0.0);
     let rate = link.rate;
@@ -721,7 +736,7 @@ fn bbr_yields_to_an_unresponsive_flow() {
 #[test]
 #[ignore]
 fn tuning_table() {
-    for seed in [21u64, 42, 63, 84] {
+    for seed in [21u64, 42, 63, 84, 31, 5, 77, 1000] {
         let (j0, a0, b0, _) = fairness_run(bbr(seed), bbr(seed + 100), 0.0, seed);
         let (j1, a1, b1, _) = fairness_run(bbr(seed), bbr(seed + 100), 1.0, seed);
         let (j2, a2, b2, _) = fairness_run(bbr(seed), reno(), 0.0, seed);
@@ -746,5 +761,20 @@ fn tuning_table() {
         l.queue_bytes /= 10;
         let (j, g) = share_run(l, 1, &[], 10, seed);
         eprintln!("   100M 1/10 BDP buf x1: {j} {g:?}");
+        let mut l = Link::new(100, 20, 1.0);
+        l.ack_every = 8;
+        l.max_ack_delay_us = 5_000;
+        let (_, g) = share_run(l, 1, &[], 10, seed);
+        eprintln!("   100M 20ms 1% ack/8 5ms: {g:?}");
+        let (_, g) = share_run(Link::new(1, 100, 2.0), 1, &[], 30, seed);
+        eprintln!("   1M 100ms 2%: {g:?}");
+        let (_, g) = share_run(Link::new(10, 200, 2.0), 1, &[], 30, seed);
+        eprintln!("   10M 200ms 2%: {g:?}");
+        let (_, g) = share_run(Link::new(500, 10, 1.0), 1, &[], 5, seed);
+        eprintln!("   500M 10ms 1%: {g:?}");
+        for loss in [3.0, 4.0, 5.0, 8.0] {
+            let (_, g) = share_run(Link::new(100, 20, loss), 1, &[], 10, seed);
+            eprintln!("   100M 20ms {loss}%: {g:?}");
+        }
     }
 }
