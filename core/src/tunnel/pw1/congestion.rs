@@ -81,7 +81,8 @@
 //! | 2 × BBR, 20 Mbit/s × 50 ms, 2 % loss | 57 % + 42 %, Jain 0.97 | same |
 //! | BBR 20 ms + BBR 40 ms RTT | 49 % + 50 %, Jain 0.99 | same |
 //! | 4 × BBR, 100 Mbit/s × 20 ms | 19/26/25/28 %, Jain 0.98 | same |
-//! | BBR + NewReno, 100 Mbit/s × 20 ms | 82 % + 16 %, Jain 0.69 | NewReno ≥ 15 % |
+//! | BBR + NewReno, 100 Mbit/s × 20 ms, 1 BDP buffer | 82 % + 16 %, Jain 0.69 | NewReno ≥ 15 % |
+//! | BBR + NewReno, same, 4 BDP buffer | 47 % + 52 %, Jain 0.99 | ≥ 0.9 |
 //! | BBR + 60 Mbit/s unresponsive | BBR 40 %, other 59 %, 2 % queue drops | BBR yields |
 //! | 100 → 20 Mbit/s at 5 s | 23 % loss in the first second, then 0 %; 96 % of 20 Mbit/s | ≤ 3 % loss, ≥ 85 % |
 //! | 0.1 BDP buffer (25 KB), no loss | 97 % | ≥ 90 % |
@@ -92,7 +93,8 @@
 //! Over 8 seeds (`tuning_table`): every 2- and 4-flow Jain index ≥ 0.92
 //! (2 × BBR on 100 Mbit/s × 20 ms clean and 1 %, on 20 Mbit/s × 50 ms
 //! clean and 2 %, 20 vs 40 ms RTT, a 0.25 BDP buffer, 4 flows); BBR +
-//! NewReno gives NewReno 16–20 %; a single flow keeps ≥ 96 % on 1 Mbit/s ×
+//! NewReno gives NewReno 16–20 % in a 1 BDP buffer and Jain 0.96–0.99 in
+//! a 4 BDP one; a single flow keeps ≥ 96 % on 1 Mbit/s ×
 //! 100 ms + 2 %, 10 Mbit/s × 200 ms + 2 %, 500 Mbit/s × 10 ms + 1 %, and
 //! with acks every 8 packets / 5 ms on 100 Mbit/s × 20 ms + 1 % (98 %);
 //! 3–8 % random loss keeps 91–96 %. (43 of the 56 sharing runs reach

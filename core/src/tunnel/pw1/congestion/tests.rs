@@ -202,6 +202,25 @@ fn bbr_and_newreno_share_a_bottleneck() {
 }
 
 #[test]
+fn bbr_and_newreno_share_a_deep_buffer() {
+    // 4 BDP of buffer: NewReno keeps a standing queue, and BBR's
+    // standing-queue rule leaves it half.
+    let mut link = Link::new(100, 20, 0.0);
+    link.queue_bytes *= 4;
+    let rate = link.rate;
+    let mut m = Model::new(link, vec![bulk(bbr(37), 0), bulk(reno(), 2 * S)], 37);
+    m.run(30 * S);
+    let g = [m.goodput(0, 15 * S, 30 * S), m.goodput(1, 15 * S, 30 * S)];
+    let j = jain_pct(&g);
+    let (a, b) = (pct(g[0], rate), pct(g[1], rate));
+    eprintln!(
+        "BBR + NewReno, 100 Mbit/s x 20 ms, 4 BDP buffer: BBR {a} %, NewReno {b} %, Jain {j} %"
+    );
+    assert!(j >= 90, "Jain {j} %");
+    assert!(a + b >= 90, "total {} %", a + b);
+}
+
+#[test]
 fn bbr_backs_off_when_the_bottleneck_shrinks() {
     // 100 Mbit/s, then 20 Mbit/s from 5 s: the queue overflows in bursts
     // until the controller adapts.
@@ -744,6 +763,16 @@ fn tuning_table() {
         let (u2, _) = utilisation_run(100, 50, 2.0, 12, seed);
         eprintln!(
             "seed {seed}: bbr2 {a0}+{b0} J{j0} | bbr2 1% {a1}+{b1} J{j1} | bbr+reno {a2}+{b2} J{j2} | u20/1 {u1} u50/2 {u2}"
+        );
+        let mut l = Link::new(100, 20, 0.0);
+        l.queue_bytes *= 4;
+        let mut m = Model::new(l, vec![bulk(bbr(seed), 0), bulk(reno(), 2 * S)], seed);
+        m.run(30 * S);
+        let g = [m.goodput(0, 15 * S, 30 * S), m.goodput(1, 15 * S, 30 * S)];
+        eprintln!(
+            "   bbr+reno 4 BDP buf: J{} {:?}",
+            jain_pct(&g),
+            [pct(g[0], m.link.rate), pct(g[1], m.link.rate)]
         );
         let (j, g) = share_run(Link::new(20, 50, 0.0), 2, &[], 30, seed);
         eprintln!("   20M x 50ms x2: J{j} {g:?}");
