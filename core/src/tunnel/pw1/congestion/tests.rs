@@ -807,3 +807,96 @@ fn tuning_table() {
         }
     }
 }
+
+#[test]
+fn random_call_sequences_never_panic() {
+    // Arbitrary (even inconsistent) inputs: snapshots from nowhere, zero
+    // and huge RTTs, equal times, bytes in flight that do not add up. The
+    // controllers must stay usable: no overflow, no division by zero, a
+    // window of at least the minimum and a non-zero pacing rate.
+    let mut rng = crate::vectors::XorShift(0x5eed);
+    for round in 0..40u64 {
+        let mut ccs: [Box<dyn Controller>; 2] = [bbr(round), reno()];
+        let mut t = 0u64;
+        let mut sent: Vec<(SentState, crate::time::Instant, usize)> = Vec::new();
+        for _ in 0..2000 {
+            t += rng.below(3) * rng.below(20_000);
+            let now = at_micros(t);
+            let bytes = rng.below(65_536) as usize;
+            let inflight = rng.below(1 << 24) as usize;
+            match rng.below(10) {
+                0..=3 => {
+                    for cc in ccs.iter_mut() {
+                        let s = cc.on_sent(now, bytes, inflight);
+                        if sent.len() < 64 {
+                            sent.push((s, now, bytes));
+                        }
+                    }
+                }
+                4..=6 => {
+                    let n = rng.below(sent.len() as u64 + 1) as usize;
+                    let mut acked: Vec<AckedPacket> = sent
+                        .drain(..n)
+                        .map(|(s, st, b)| AckedPacket {
+                            sent: s,
+                            sent_time: st,
+                            bytes: b,
+                        })
+                        .collect();
+                    if rng.below(4) == 0 {
+                        // A snapshot that never came from this controller.
+                        acked.push(AckedPacket {
+                            sent: SentState {
+                                delivered: rng.next(),
+                                delivered_time: at_micros(rng.next() >> 1),
+                                first_sent_time: at_micros(rng.next() >> 1),
+                                lost: rng.next(),
+                                tx_in_flight: rng.next(),
+                                is_app_limited: rng.below(2) == 0,
+                            },
+                            sent_time: at_micros(rng.next() >> 1),
+                            bytes,
+                        });
+                    }
+                    let rtt = match rng.below(3) {
+                        0 => None,
+                        1 => Some(0),
+                        _ => Some(rng.below(10_000_000)),
+                    };
+                    let min_rtt = rng.below(1_000_000);
+                    for cc in ccs.iter_mut() {
+                        cc.on_ack(now, &acked, rtt, min_rtt, inflight);
+                    }
+                }
+                7 | 8 => {
+                    let n = rng.below(sent.len() as u64 + 1) as usize;
+                    let lost: Vec<LostPacket> = sent
+                        .drain(..n)
+                        .map(|(s, st, b)| LostPacket {
+                            sent: s,
+                            sent_time: st,
+                            bytes: b,
+                        })
+                        .collect();
+                    for cc in ccs.iter_mut() {
+                        cc.on_loss(now, &lost, inflight);
+                    }
+                }
+                _ => {
+                    for cc in ccs.iter_mut() {
+                        if rng.below(2) == 0 {
+                            cc.on_app_limited(inflight);
+                        } else {
+                            cc.on_persistent_congestion(now);
+                        }
+                    }
+                }
+            }
+            for cc in ccs.iter() {
+                assert!(cc.cwnd() >= 2 * MSS);
+                assert!(cc.pacing_rate() >= 1);
+                let _ = cc.stats();
+            }
+        }
+    }
+}
