@@ -83,6 +83,9 @@ pub(crate) enum App {
     Bulk,
     /// Bytes per second, from start on.
     Rate(u64),
+    /// Bulk, but never more than `bytes` in flight (a peer's flow control
+    /// window) until `until_us`.
+    Window { bytes: usize, until_us: u64 },
     /// Bulk, but only `rate` bytes per second between `from_us` and `to_us`.
     LimitedBetween { from_us: u64, to_us: u64, rate: u64 },
 }
@@ -375,8 +378,17 @@ impl Model {
             if !probe && fl.bytes_in_flight + MSS > fl.cc.cwnd() {
                 return;
             }
+            if let App::Window { bytes, until_us } = fl.app
+                && now_us < until_us
+                && fl.bytes_in_flight + MSS > bytes
+            {
+                // Flow-control limited with room in the window: an ack
+                // will wake us.
+                fl.cc.on_app_limited(fl.bytes_in_flight);
+                return;
+            }
             let limited = match fl.app {
-                App::Bulk => false,
+                App::Bulk | App::Window { .. } => false,
                 App::Rate(r) => {
                     r * now_us.saturating_sub(fl.start_us) / 1_000_000 < fl.app_sent + MSS as u64
                 }
@@ -395,7 +407,7 @@ impl Model {
                 fl.cc.on_app_limited(fl.bytes_in_flight);
                 let rate = match fl.app {
                     App::Rate(r) | App::LimitedBetween { rate: r, .. } => r.max(1),
-                    App::Bulk => 1,
+                    App::Bulk | App::Window { .. } => 1,
                 };
                 // Wake when the next datagram's worth is there.
                 let wait_us = (MSS as u64 * 1_000_000).div_ceil(rate);
