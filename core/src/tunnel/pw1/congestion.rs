@@ -86,6 +86,7 @@
 //! | 4 × BBR, 100 Mbit/s × 20 ms | 19/26/25/28 %, Jain 0.98 | same |
 //! | BBR + NewReno, 100 Mbit/s × 20 ms, 1 BDP buffer | 82 % + 16 %, Jain 0.69 | NewReno ≥ 15 % |
 //! | BBR + NewReno, same, 4 BDP buffer | 47 % + 52 %, Jain 0.99 | ≥ 0.9 |
+//! | BBR + CUBIC (test-only RFC 9438 model), 1 BDP / 4 BDP buffer | 78–82 % + 17–20 % / Jain 0.96–0.99 (8 seeds + the test's: 59 % + 40 %, 0.96) | 4 BDP: ≥ 0.9 |
 //! | BBR + 60 Mbit/s unresponsive | BBR 40 %, other 59 %, 2 % queue drops | BBR yields |
 //! | 100 → 20 Mbit/s at 5 s | 23 % loss in the first second, then 0 %; 96 % of 20 Mbit/s | ≤ 3 % loss, ≥ 85 % |
 //! | 0.1 BDP buffer (25 KB), no loss | 97 % | ≥ 90 % |

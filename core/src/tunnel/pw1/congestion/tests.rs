@@ -725,6 +725,136 @@ fn state_sizes() {
     assert!(size_of::<Bbr>() <= 512);
 }
 
+/// A test-only CUBIC (RFC 9438 without HyStart and fast convergence
+/// details), paced at 1.25 × cwnd / srtt: the kernel's default competitor.
+struct Cubic {
+    cwnd: f64,
+    ssthresh: f64,
+    w_max: f64,
+    k: f64,
+    epoch_us: u64,
+    recovery_start_us: Option<u64>,
+    srtt_us: u64,
+    rate: super::rate::DeliveryRate,
+}
+
+impl Cubic {
+    fn new() -> Self {
+        Cubic {
+            cwnd: 10.0,
+            ssthresh: f64::MAX,
+            w_max: 0.0,
+            k: 0.0,
+            epoch_us: 0,
+            recovery_start_us: None,
+            srtt_us: 0,
+            rate: super::rate::DeliveryRate::new(),
+        }
+    }
+}
+
+impl Controller for Cubic {
+    fn on_sent(&mut self, now: crate::time::Instant, bytes: usize, inflight: usize) -> SentState {
+        self.rate.on_sent(now, bytes, inflight)
+    }
+    fn on_ack(
+        &mut self,
+        now: crate::time::Instant,
+        acked: &[AckedPacket],
+        rtt: Option<u64>,
+        _: u64,
+        _: usize,
+    ) {
+        if let Some(r) = rtt {
+            self.srtt_us = if self.srtt_us == 0 {
+                r
+            } else {
+                (7 * self.srtt_us + r) / 8
+            };
+        }
+        let now_us = crate::time::micros(now);
+        for p in acked {
+            let sent_us = crate::time::micros(p.sent_time);
+            if self.recovery_start_us.is_some_and(|r| sent_us <= r) {
+                continue;
+            }
+            self.recovery_start_us = None;
+            let n = p.bytes as f64 / MSS as f64;
+            if self.cwnd < self.ssthresh {
+                self.cwnd += n;
+                continue;
+            }
+            let t = (now_us - self.epoch_us) as f64 / 1e6;
+            let target = 0.4 * (t - self.k).powi(3) + self.w_max;
+            let rtt_s = self.srtt_us.max(1) as f64 / 1e6;
+            let reno = self.w_max * 0.7 + 3.0 * 0.3 / 1.7 * t / rtt_s;
+            let goal = target.max(reno).min(self.cwnd * 1.5);
+            if goal > self.cwnd {
+                self.cwnd += (goal - self.cwnd) / self.cwnd * n;
+            } else {
+                self.cwnd += 0.01 * n / self.cwnd;
+            }
+        }
+    }
+    fn on_loss(&mut self, now: crate::time::Instant, lost: &[LostPacket], _: usize) {
+        let Some(newest) = lost.iter().map(|p| crate::time::micros(p.sent_time)).max() else {
+            return;
+        };
+        if self.recovery_start_us.is_some_and(|r| newest <= r) {
+            return;
+        }
+        let now_us = crate::time::micros(now);
+        self.recovery_start_us = Some(now_us);
+        self.w_max = if self.cwnd < self.w_max {
+            self.cwnd * 0.85
+        } else {
+            self.cwnd
+        };
+        self.cwnd = (self.cwnd * 0.7).max(2.0);
+        self.ssthresh = self.cwnd;
+        self.k = (self.w_max * 0.3 / 0.4).cbrt();
+        self.epoch_us = now_us;
+    }
+    fn on_persistent_congestion(&mut self, _: crate::time::Instant) {
+        self.cwnd = 2.0;
+    }
+    fn on_app_limited(&mut self, _: usize) {}
+    fn cwnd(&self) -> usize {
+        (self.cwnd * MSS as f64) as usize
+    }
+    fn pacing_rate(&self) -> u64 {
+        let srtt = if self.srtt_us == 0 {
+            1000
+        } else {
+            self.srtt_us
+        };
+        let gain = if self.cwnd < self.ssthresh { 2.0 } else { 1.25 };
+        ((self.cwnd * MSS as f64 * gain * 1e6 / srtt as f64) as u64).max(1)
+    }
+    fn stats(&self) -> CcStats {
+        NewReno::new(NewRenoConfig::default()).stats()
+    }
+}
+
+#[test]
+fn bbr_and_cubic_share_a_deep_buffer() {
+    let mut link = Link::new(100, 20, 0.0);
+    link.queue_bytes *= 4;
+    let rate = link.rate;
+    let mut m = Model::new(
+        link,
+        vec![bulk(bbr(39), 0), bulk(Box::new(Cubic::new()), 2 * S)],
+        39,
+    );
+    m.run(30 * S);
+    let g = [m.goodput(0, 15 * S, 30 * S), m.goodput(1, 15 * S, 30 * S)];
+    let j = jain_pct(&g);
+    let (a, b) = (pct(g[0], rate), pct(g[1], rate));
+    eprintln!("BBR + CUBIC, 100 Mbit/s x 20 ms, 4 BDP buffer: BBR {a} %, CUBIC {b} %, Jain {j} %");
+    assert!(j >= 90, "Jain {j} %");
+    assert!(a + b >= 90, "total {} %", a + b);
+}
+
 /// A sender that ignores congestion: a fixed rate, no window.
 struct Unresponsive(u64);
 
@@ -813,6 +943,30 @@ fn tuning_table() {
             jain_pct(&g),
             [pct(g[0], m.link.rate), pct(g[1], m.link.rate)]
         );
+        for buf in [1u64, 4] {
+            let mut l = Link::new(100, 20, 0.0);
+            l.queue_bytes *= buf;
+            let mut m = Model::new(
+                l,
+                vec![bulk(bbr(seed), 0), bulk(Box::new(Cubic::new()), 2 * S)],
+                seed,
+            );
+            m.run(30 * S);
+            let g = [m.goodput(0, 15 * S, 30 * S), m.goodput(1, 15 * S, 30 * S)];
+            eprintln!(
+                "   bbr+cubic {buf} BDP buf: J{} {:?}",
+                jain_pct(&g),
+                [pct(g[0], m.link.rate), pct(g[1], m.link.rate)]
+            );
+            let mut l = Link::new(100, 20, 0.0);
+            l.queue_bytes *= buf;
+            let mut m = Model::new(l, vec![bulk(Box::new(Cubic::new()), 0)], seed);
+            m.run(10 * S);
+            eprintln!(
+                "   cubic alone {buf} BDP buf: {} %",
+                pct(m.goodput(0, 2 * S, 10 * S), m.link.rate)
+            );
+        }
         let (j, g) = share_run(Link::new(20, 50, 0.0), 2, &[], 30, seed);
         eprintln!("   20M x 50ms x2: J{j} {g:?}");
         let (j, g) = share_run(Link::new(20, 50, 2.0), 2, &[], 30, seed);
