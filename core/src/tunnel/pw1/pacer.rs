@@ -8,7 +8,7 @@
 //! datagrams. A millisecond of burst lets a driver whose timers fire with
 //! ~1 ms granularity (the ESP32, a loaded Linux box) still reach the rate,
 //! and lets the Linux backend batch a few datagrams per `sendmmsg`.
-//! At 100 Mbit/s that is 12.5 KB, 9 datagrams of 1400 bytes.
+//! At 100 Mbit/s that is 12.5 KB, 8.9 datagrams of 1400 bytes.
 //!
 //! Credit is kept in millionths of a byte, so refills at any rate and any
 //! call spacing lose nothing to rounding.

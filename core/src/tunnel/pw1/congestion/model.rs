@@ -25,8 +25,6 @@ pub(crate) const MSS: usize = 1400;
 /// Goodput is recorded in bins of this many µs.
 pub(crate) const BIN_US: u64 = 10_000;
 const NS: u64 = 1000;
-const ACK_EVERY: u32 = 2;
-const MAX_ACK_DELAY_US: u64 = 1_000;
 
 /// The shared bottleneck.
 #[derive(Clone, Debug)]
@@ -41,6 +39,17 @@ pub(crate) struct Link {
     pub(crate) loss_ppm: u64,
     /// Random loss of acks, parts per million.
     pub(crate) ack_loss_ppm: u64,
+    /// Random extra delay of each datagram before the bottleneck (the
+    /// senders' access paths), µs, order-preserving per flow. It breaks
+    /// the drop-tail phase effects of a perfectly regular model.
+    pub(crate) jitter_us: u64,
+    /// The receiver acks every this many packets (at once on a gap) ...
+    pub(crate) ack_every: u32,
+    /// ... or this long after the first unacked one, µs.
+    pub(crate) max_ack_delay_us: u64,
+    /// Delay changes: from µs `.0` on, `.1` µs one-way each way (only
+    /// increases, so nothing is reordered).
+    pub(crate) delay_changes: Vec<(u64, u64)>,
     /// Rate changes: from µs `.0` on, `.1` bytes per second (0: blackout,
     /// everything dropped).
     pub(crate) rate_changes: Vec<(u64, u64)>,
@@ -58,6 +67,10 @@ impl Link {
             queue_bytes: (rate * rtt_ms / 1000).max(20 * MSS as u64),
             loss_ppm: ppm,
             ack_loss_ppm: ppm,
+            jitter_us: 500,
+            ack_every: 2,
+            max_ack_delay_us: 1_000,
+            delay_changes: Vec::new(),
             rate_changes: Vec::new(),
         }
     }
@@ -70,6 +83,9 @@ pub(crate) enum App {
     Bulk,
     /// Bytes per second, from start on.
     Rate(u64),
+    /// Bulk, but never more than `bytes` in flight (a peer's flow control
+    /// window) until `until_us`.
+    Window { bytes: usize, until_us: u64 },
     /// Bulk, but only `rate` bytes per second between `from_us` and `to_us`.
     LimitedBetween { from_us: u64, to_us: u64, rate: u64 },
 }
@@ -117,6 +133,7 @@ pub(crate) struct Flow {
     min_rtt_us: u64,
     latest_rtt_us: u64,
     pending_wake_ns: Option<u64>,
+    last_enter_ns: u64,
     last_sent_us: u64,
     pto_count: u32,
     probes: u32,
@@ -141,6 +158,8 @@ pub(crate) struct Flow {
 enum Ev {
     /// Sender `flow` should try to send / check timers.
     Wake(usize),
+    /// Packet `pn` of `flow` reaches the bottleneck queue.
+    Enter(usize, u64),
     /// Packet `pn` of `flow` arrives at its receiver.
     Arrive(usize, u64),
     /// An ack of everything up to `pn` reaches `flow`'s sender.
@@ -195,6 +214,7 @@ impl Model {
                 min_rtt_us: 0,
                 latest_rtt_us: 0,
                 pending_wake_ns: None,
+                last_enter_ns: 0,
                 last_sent_us: 0,
                 pto_count: 0,
                 probes: 0,
@@ -233,6 +253,16 @@ impl Model {
         r
     }
 
+    fn delay_us(&self, at_us: u64) -> u64 {
+        let mut d = self.link.delay_us;
+        for &(from, delay) in &self.link.delay_changes {
+            if at_us >= from {
+                d = delay;
+            }
+        }
+        d
+    }
+
     /// Runs until `end_us`.
     pub(crate) fn run(&mut self, end_us: u64) {
         while let Some(&Reverse((at, _, ev))) = self.heap.peek() {
@@ -247,6 +277,16 @@ impl Model {
                         self.flows[f].pending_wake_ns = None;
                     }
                     self.on_wake(f);
+                }
+                Ev::Enter(f, pn) => {
+                    let extra = self.flows[f].extra_delay_us;
+                    let dropped = self.enter_link(f, pn, extra);
+                    let fl = &mut self.flows[f];
+                    if let Some(i) = pn.checked_sub(fl.base_pn)
+                        && let Some(r) = fl.recs.get_mut(i as usize)
+                    {
+                        r.dropped = dropped;
+                    }
                 }
                 Ev::Arrive(f, pn) => self.on_arrive(f, pn),
                 Ev::Ack(f, pn) => self.on_ack(f, pn),
@@ -279,7 +319,7 @@ impl Model {
     fn pto_us(&self, f: usize) -> u64 {
         let fl = &self.flows[f];
         let srtt = if fl.srtt_us == 0 { 100_000 } else { fl.srtt_us };
-        (srtt + (4 * fl.rttvar_us).max(1000) + MAX_ACK_DELAY_US) << fl.pto_count.min(6)
+        (srtt + (4 * fl.rttvar_us).max(1000) + self.link.max_ack_delay_us) << fl.pto_count.min(6)
     }
 
     fn loss_delay_us(&self, f: usize) -> u64 {
@@ -338,8 +378,17 @@ impl Model {
             if !probe && fl.bytes_in_flight + MSS > fl.cc.cwnd() {
                 return;
             }
+            if let App::Window { bytes, until_us } = fl.app
+                && now_us < until_us
+                && fl.bytes_in_flight + MSS > bytes
+            {
+                // Flow-control limited with room in the window: an ack
+                // will wake us.
+                fl.cc.on_app_limited(fl.bytes_in_flight);
+                return;
+            }
             let limited = match fl.app {
-                App::Bulk => false,
+                App::Bulk | App::Window { .. } => false,
                 App::Rate(r) => {
                     r * now_us.saturating_sub(fl.start_us) / 1_000_000 < fl.app_sent + MSS as u64
                 }
@@ -358,7 +407,7 @@ impl Model {
                 fl.cc.on_app_limited(fl.bytes_in_flight);
                 let rate = match fl.app {
                     App::Rate(r) | App::LimitedBetween { rate: r, .. } => r.max(1),
-                    App::Bulk => 1,
+                    App::Bulk | App::Window { .. } => 1,
                 };
                 // Wake when the next datagram's worth is there.
                 let wait_us = (MSS as u64 * 1_000_000).div_ceil(rate);
@@ -390,7 +439,16 @@ impl Model {
             let pn = fl.next_pn;
             fl.next_pn += 1;
             let extra = fl.extra_delay_us;
-            let dropped = self.enter_link(f, pn, extra);
+            let dropped = if self.link.jitter_us == 0 {
+                self.enter_link(f, pn, extra)
+            } else {
+                let j = self.rng.below(self.link.jitter_us + 1) * NS;
+                let fl = &mut self.flows[f];
+                let at = (self.now_ns + j).max(fl.last_enter_ns);
+                fl.last_enter_ns = at;
+                self.push(at, Ev::Enter(f, pn));
+                false
+            };
             self.flows[f].recs.push_back(SentRec {
                 sent_time_us: now_us,
                 bytes: MSS,
@@ -417,7 +475,7 @@ impl Model {
         let start = self.link_free_ns.max(now_ns);
         let depart = start + MSS as u64 * 1_000_000_000 / rate;
         self.link_free_ns = depart;
-        let arrive = depart + (self.link.delay_us + extra_delay_us) * NS;
+        let arrive = depart + (self.delay_us(depart / NS) + extra_delay_us) * NS;
         self.push(arrive, Ev::Arrive(f, pn));
         false
     }
@@ -433,10 +491,10 @@ impl Model {
             fl.recv_largest.is_some_and(|l| pn != l + 1) || (fl.recv_largest.is_none() && pn != 0);
         fl.recv_largest = Some(fl.recv_largest.map_or(pn, |l| l.max(pn)));
         fl.recv_unacked += 1;
-        if fl.recv_unacked >= ACK_EVERY || gap {
+        if fl.recv_unacked >= self.link.ack_every || gap {
             self.send_ack(f);
         } else if fl.ack_timer_ns.is_none() {
-            let at = self.now_ns + MAX_ACK_DELAY_US * NS;
+            let at = self.now_ns + self.link.max_ack_delay_us * NS;
             fl.ack_timer_ns = Some(at);
             self.push(at, Ev::AckTimer(f));
         }
@@ -451,7 +509,7 @@ impl Model {
         if self.chance(self.link.ack_loss_ppm) {
             return;
         }
-        let at = self.now_ns + (self.link.delay_us + self.flows[f].extra_delay_us) * NS;
+        let at = self.now_ns + (self.delay_us(self.now_us()) + self.flows[f].extra_delay_us) * NS;
         self.push(at, Ev::Ack(f, largest));
     }
 
@@ -523,7 +581,7 @@ impl Model {
         let delay = self.loss_delay_us(f);
         let pc_us = 3 * {
             let fl = &self.flows[f];
-            fl.srtt_us + (4 * fl.rttvar_us).max(1000) + MAX_ACK_DELAY_US
+            fl.srtt_us + (4 * fl.rttvar_us).max(1000) + self.link.max_ack_delay_us
         };
         let mut lost = core::mem::take(&mut self.lost);
         lost.clear();

@@ -179,6 +179,7 @@ impl Controller for NewReno {
             delivered: self.rate.delivered,
             lost: self.rate.lost,
             congested_rounds: 0,
+            loss_baseline_ppm: 0,
         }
     }
 }

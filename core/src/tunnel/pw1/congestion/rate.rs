@@ -94,7 +94,7 @@ impl DeliveryRate {
         let send_us = micros_between(p.sent.first_sent_time, p.sent_time);
         let ack_us = micros_between(p.sent.delivered_time, now);
         let interval_us = send_us.max(ack_us);
-        let delivered = self.delivered - p.sent.delivered;
+        let delivered = self.delivered.saturating_sub(p.sent.delivered);
         let rate = if interval_us == 0 {
             0
         } else {
