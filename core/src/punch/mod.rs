@@ -25,8 +25,11 @@
 //!   never asks for a reset: losers are closed with FIN, and closing a socket
 //!   that is still in SYN-SENT sends nothing.
 //! * With [`Timing::Reference`] it behaves like `tcp_punch.py`: one bucket,
-//!   sleeps until the rendezvous but at most ten seconds, connects every
-//!   interval for five seconds, no priming, and the first connection is kept.
+//!   sleeps until the rendezvous but at most ten seconds, sprays for five
+//!   seconds, no priming, and the first connection is kept. A refused port
+//!   is re-armed at its clock slot like above, not on a fixed 50 ms pass:
+//!   lock-step with `tcp_punch.py`'s own 50 ms passes could refuse every
+//!   SYN for the whole window (lab scenario 72).
 //!
 //! ## Call order (driver contract)
 //! 1. [`PunchMachine::new`] with the config, `now` and the unix time.
@@ -623,14 +626,6 @@ impl PunchMachine {
         if time::micros(now) >= time::micros(self.next_tick) {
             self.roll_buckets(now);
             self.next_tick = time::add_millis(now, self.config.interval_ms);
-            // Reference timing re-arms every failed port each interval.
-            if self.config.timing == Timing::Reference {
-                for s in self.slots.iter_mut() {
-                    if let Phase::Idle { at } = &mut s.phase {
-                        *at = now;
-                    }
-                }
-            }
         }
         for i in 0..self.slots.len() {
             match self.slots[i].phase {
@@ -744,11 +739,11 @@ impl PunchMachine {
             self.slots[i].refused_once = true;
             self.event(Event::Refused { port, error });
         }
-        let at = match self.config.timing {
-            Timing::Continuous => self.rearm_at(self.slots[i].port, now),
-            // tcp_punch.py reconnects on its next pass.
-            Timing::Reference => self.next_tick,
-        };
+        // Both timings re-arm at the port's clock slot. (Reference timing
+        // used to reconnect on the next 50 ms pass, like tcp_punch.py; two
+        // such loops at an unlucky offset refused each other for the whole
+        // window: see sim_tests::reference_mode_meets_tcp_punch_py.)
+        let at = self.rearm_at(self.slots[i].port, now);
         self.slots[i].phase = Phase::Idle { at };
     }
 

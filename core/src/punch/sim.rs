@@ -4,8 +4,12 @@
 //!
 //! * a SYN reaches the peer after `one_way` unless its TTL is below
 //!   [`PATH_TTL`] (a prime: it only opens this node's NAT entry);
-//! * with `nat` on, a node's router drops a SYN from the peer unless the
-//!   node sent a SYN on that port before (a conntrack entry; openwrt-like);
+//! * with `nat` on, a node's router lets a SYN from the peer in only on a
+//!   port where the node sent a SYN (a conntrack entry) and no RST has
+//!   passed since (an RST closes the entry; the peer's SYN is then invalid
+//!   and dropped, until the node's next SYN opens it again). A SYN with no
+//!   entry is dropped, or with `reject` answered with RST by the router
+//!   (the lab's `openwrt` profile: `reject with tcp reset`);
 //! * a SYN that finds a socket in SYN-SENT on its port opens by
 //!   simultaneous open (SYN-ACKs cross, both sides established); one that
 //!   finds none is answered with RST, which fails the sender's connect;
@@ -21,7 +25,7 @@ extern crate std;
 
 use core::cell::RefCell;
 use core::net::SocketAddrV4;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::format;
 use std::rc::Rc;
 use std::string::String;
@@ -77,9 +81,12 @@ pub struct World {
     socks: Vec<Sock>,
     flights: Vec<(u64, u64, Seg)>,
     seq: u64,
-    conntrack: BTreeSet<(usize, u16)>,
-    /// Router of each node drops unsolicited SYNs.
+    /// Per (node, port): the node's router has an entry; `true` while open.
+    conntrack: BTreeMap<(usize, u16), bool>,
+    /// Routers filter SYNs from the peer (see the module docs).
     pub nat: bool,
+    /// Routers answer a SYN with no entry with RST (else drop it).
+    pub reject: bool,
     /// Directions (from node, port) that lose stream bytes and FINs.
     pub dead: BTreeSet<(usize, u16)>,
     /// Every segment sent, in order: `time node port kind`.
@@ -95,8 +102,9 @@ impl World {
             socks: Vec::new(),
             flights: Vec::new(),
             seq: 0,
-            conntrack: BTreeSet::new(),
+            conntrack: BTreeMap::new(),
             nat: false,
+            reject: false,
             dead: BTreeSet::new(),
             trace: Vec::new(),
         }))
@@ -117,7 +125,7 @@ impl World {
 
     fn send_syn(&mut self, s: usize) {
         let (node, port, ttl) = (self.socks[s].node, self.socks[s].port, self.socks[s].ttl);
-        self.conntrack.insert((node, port));
+        self.conntrack.insert((node, port), true);
         self.socks[s].next_syn_us = self.now_us + SYN_RTO_US;
         if ttl < PATH_TTL {
             self.trace
@@ -177,10 +185,26 @@ impl World {
         match seg {
             Seg::Syn { from } => {
                 let (node, port) = (1 - self.socks[from].node, self.socks[from].port);
-                if self.nat && !self.conntrack.contains(&(node, port)) {
-                    self.trace
-                        .push(format!("{} {node} {port} router drops SYN", self.now_us));
-                    return;
+                if self.nat {
+                    match self.conntrack.get(&(node, port)) {
+                        Some(true) => {}
+                        Some(false) => {
+                            self.trace
+                                .push(format!("{} {node} {port} router: invalid SYN", self.now_us));
+                            return;
+                        }
+                        None if self.reject => {
+                            self.trace
+                                .push(format!("{} {node} {port} router rejects SYN", self.now_us));
+                            self.send(Seg::Rst { to: from }, node, port);
+                            return;
+                        }
+                        None => {
+                            self.trace
+                                .push(format!("{} {node} {port} router drops SYN", self.now_us));
+                            return;
+                        }
+                    }
                 }
                 let target = self
                     .socks
@@ -199,7 +223,11 @@ impl World {
                     }
                     // A retransmitted SYN of a connection that opened.
                     None if busy => {}
-                    None => self.send(Seg::Rst { to: from }, node, port),
+                    None => {
+                        // The host's RST ends its own router's entry.
+                        self.conntrack.remove(&(node, port));
+                        self.send(Seg::Rst { to: from }, node, port);
+                    }
                 }
             }
             Seg::SynAck { from, to } => {
@@ -220,6 +248,11 @@ impl World {
                 }
             }
             Seg::Rst { to } => {
+                // Passing the receiver's router ends its entry (Linux
+                // destroys an unreplied entry at once on an RST: seen with
+                // `conntrack -E` in the lab).
+                let key = (self.socks[to].node, self.socks[to].port);
+                self.conntrack.remove(&key);
                 self.socks[to].state = match self.socks[to].state {
                     State::SynSent | State::SynReceived => State::Failed(NetError::Refused),
                     State::Established => State::Failed(NetError::Reset),

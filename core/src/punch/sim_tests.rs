@@ -280,3 +280,136 @@ fn a_silent_peer_times_out_on_the_blocking_driver() {
     assert_eq!(world.borrow().established().len(), 0);
     let _ = NetError::Refused;
 }
+
+/// tcp_punch.py's loop on a sim node: every 50 ms, for each port not
+/// connected, `connect_ex`: EALREADY while in SYN-SENT; after a failure the
+/// first call only reports the error (ECONNREFUSED), the next connects.
+struct PyRef {
+    socks: Vec<(u16, usize, bool)>, // port, socket, error reported
+    next_us: u64,
+    end_us: u64,
+    connected: Vec<u16>,
+}
+
+impl PyRef {
+    fn step(&mut self, net: &mut SimNet, now_us: u64) -> Option<u64> {
+        if now_us >= self.end_us {
+            return None;
+        }
+        if now_us < self.next_us {
+            return Some(self.next_us);
+        }
+        for (port, s, reported) in self.socks.iter_mut() {
+            if self.connected.contains(port) {
+                continue;
+            }
+            match net.tcp_status(*s) {
+                ConnectStatus::Connected => self.connected.push(*port),
+                ConnectStatus::Pending | ConnectStatus::Handshaking => {}
+                ConnectStatus::Failed(NetError::Closed) => {
+                    let _ = net.tcp_connect(*s, core::net::SocketAddrV4::new(IP[0], *port));
+                    *reported = false;
+                }
+                ConnectStatus::Failed(_) if !*reported => *reported = true,
+                ConnectStatus::Failed(_) => {
+                    let _ = net.tcp_connect(*s, core::net::SocketAddrV4::new(IP[0], *port));
+                    *reported = false;
+                }
+            }
+        }
+        self.next_us = now_us + 50_000;
+        Some(self.next_us)
+    }
+}
+
+fn reference_against_py(d_ms: u64, one_way_ms: u64) -> (Option<u16>, u64, usize) {
+    let world = World::new(one_way_ms);
+    world.borrow_mut().nat = true;
+    world.borrow_mut().reject = true;
+    let mut a = side(0, 5).config;
+    a.timing = Timing::Reference;
+    a.election = Election::FirstConnected;
+    let mut net_a = SimNet {
+        world: world.clone(),
+        node: 0,
+    };
+    let mut net_b = SimNet {
+        world: world.clone(),
+        node: 1,
+    };
+    let mut m = PunchMachine::new(a, time::at_millis(0), mid_bucket()).unwrap();
+    let spray = time::micros(m.spray_from());
+    let ports: Vec<u16> = BucketPorts::new(crate::schedule::reference_start(mid_bucket()).bucket)
+        .ports
+        .as_slice()
+        .to_vec();
+    let socks = ports
+        .iter()
+        .map(|&p| (p, net_b.tcp_bind_reuse(p).unwrap(), false))
+        .collect();
+    let start_b = spray + d_ms * 1000;
+    let mut py = PyRef {
+        socks,
+        next_us: start_b,
+        end_us: start_b + 5_000_000,
+        connected: Vec::new(),
+    };
+    let mut drv = PunchDriver::new();
+    let mut done_a: Option<Option<u16>> = None;
+    let mut at = 0;
+    loop {
+        let now = world.borrow().now();
+        let mut next = world.borrow().next_due();
+        let mut consider = |t: Option<u64>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: u64| n.min(t)))
+            }
+        };
+        if done_a.is_none() {
+            match drv.poll(&mut net_a, &mut m, now, &mut |_, _| {}) {
+                PunchPoll::Done(r) => {
+                    done_a = Some(r.ok().map(|x| x.1.port));
+                    at = time::micros(now) / 1000;
+                }
+                PunchPoll::Wait(d) => consider(d.map(time::micros)),
+            }
+        }
+        let py_next = py.step(&mut net_b, time::micros(now));
+        consider(py_next);
+        if done_a.is_some() && py_next.is_none() {
+            break;
+        }
+        let Some(n) = next else { break };
+        world.borrow_mut().advance_to(n.max(time::micros(now)));
+    }
+    let segs = world.borrow().trace.len();
+    (done_a.flatten(), at, segs)
+}
+
+/// Lab scenario 72's failure (CI: both sprayed the same 16 ports for 5 s,
+/// thousands of packets, nothing connected), reproduced: punchwire
+/// `--reference` against tcp_punch.py's loop, both behind openwrt routers
+/// (`reject with tcp reset`), 15 ms one way. Each side's 10 s sleep starts
+/// at its own launch, so the two 50 ms loops run at an offset `d`. When
+/// punchwire re-armed a refused port at its next 50 ms pass, every `d` in
+/// 15..35 ms locked: each SYN reached the peer's router just after the
+/// peer's previous attempt had been refused (an RST destroys an unreplied
+/// conntrack entry at once; `conntrack -E` in the lab shows it) and before
+/// the peer's next SYN made a new one, so the router rejected it with RST,
+/// which refused the sender and destroyed its entry in turn — half a
+/// period later the same in the other direction, for the whole window
+/// (21 of 50 offsets, 7200 segments each). Re-armed at its hashed clock
+/// slot instead, a refused port's next SYN has a phase unrelated to the
+/// peer's, so every round is a fresh try: every offset connects.
+#[test]
+fn reference_mode_meets_tcp_punch_py() {
+    for one_way in [5, 15, 25] {
+        for d in 0..50 {
+            let (port, at_ms, segments) = reference_against_py(d, one_way);
+            assert!(
+                port.is_some() && at_ms < 10_500,
+                "one way {one_way} ms, offset {d} ms: {port:?} at {at_ms} ms after {segments} segments"
+            );
+        }
+    }
+}

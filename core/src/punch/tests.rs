@@ -748,7 +748,10 @@ fn reference_timing_sleeps_at_most_ten_seconds_then_sprays_five() {
     assert!(c.iter().all(|&(_, prime)| prime == 0), "no priming");
     let got: BTreeSet<u16> = c.iter().map(|&(p, _)| p).collect();
     assert_eq!(got, ports_of(40_476_190));
-    // A refused port is reconnected on the next pass, not at once.
+    // A refused port is reconnected at its own clock slot (here, without
+    // spread, one interval after the failure), not at the next pass of a
+    // 50 ms loop: lock-step passes on both sides can refuse each other for
+    // the whole window (see sim_tests::reference_mode_meets_tcp_punch_py).
     st(
         &mut m,
         c[0].0,
@@ -757,6 +760,8 @@ fn reference_timing_sleeps_at_most_ten_seconds_then_sprays_five() {
     );
     assert!(drain(&mut m).is_empty());
     m.handle_timeout(at_millis(10_050));
+    assert!(drain(&mut m).is_empty());
+    m.handle_timeout(at_millis(10_060));
     assert_eq!(connects(&drain(&mut m)), [(c[0].0, 0)]);
     m.handle_timeout(at_millis(15_000));
     assert_eq!(m.outcome(), Some(Err(PunchError::Timeout)));
