@@ -413,3 +413,96 @@ fn reference_mode_meets_tcp_punch_py() {
         }
     }
 }
+
+/// Records every socket call, then passes it on to a [`SimNet`].
+struct Recording {
+    net: SimNet,
+    log: Vec<String>,
+}
+
+impl Tcp for Recording {
+    type TcpSocket = usize;
+    type Listener = ();
+
+    fn tcp_bind_reuse(&mut self, port: u16) -> crate::net::NetResult<usize> {
+        let s = self.net.tcp_bind_reuse(port)?;
+        self.log.push(std::format!("bind {s}"));
+        Ok(s)
+    }
+    fn tcp_connect(
+        &mut self,
+        s: usize,
+        peer: core::net::SocketAddrV4,
+    ) -> crate::net::NetResult<()> {
+        self.log.push(std::format!("connect {s}"));
+        self.net.tcp_connect(s, peer)
+    }
+    fn tcp_status(&mut self, s: usize) -> ConnectStatus {
+        self.net.tcp_status(s)
+    }
+    fn tcp_set_ttl(&mut self, s: usize, ttl: u8) -> crate::net::NetResult<()> {
+        self.log.push(std::format!("ttl {s} {ttl}"));
+        self.net.tcp_set_ttl(s, ttl)
+    }
+    fn tcp_read(&mut self, s: usize, buf: &mut [u8]) -> crate::net::NetResult<usize> {
+        self.net.tcp_read(s, buf)
+    }
+    fn tcp_write(&mut self, s: usize, buf: &[u8]) -> crate::net::NetResult<usize> {
+        self.net.tcp_write(s, buf)
+    }
+    fn tcp_shutdown_write(&mut self, s: usize) -> crate::net::NetResult<()> {
+        self.net.tcp_shutdown_write(s)
+    }
+    fn tcp_close(&mut self, s: usize) {
+        self.log.push(std::format!("close {s}"));
+        self.net.tcp_close(s)
+    }
+    fn tcp_listen(&mut self, port: u16) -> crate::net::NetResult<()> {
+        self.net.tcp_listen(port)
+    }
+    fn tcp_accept(&mut self, l: ()) -> crate::net::NetResult<usize> {
+        self.net.tcp_accept(l)
+    }
+    fn tcp_unlisten(&mut self, l: ()) {
+        self.net.tcp_unlisten(l)
+    }
+    fn tcp_connect_local(&mut self, port: u16) -> crate::net::NetResult<usize> {
+        self.net.tcp_connect_local(port)
+    }
+}
+
+/// Issue 14's prime->fire gap: the fire's socket exists (bound, TTL set)
+/// before the prime's socket is closed, and only that close stands
+/// between the prime's connect and the fire's.
+#[test]
+fn the_fire_socket_is_bound_before_the_prime_is_closed() {
+    let world = World::new(10);
+    let mut net = Recording {
+        net: SimNet {
+            world: world.clone(),
+            node: 0,
+        },
+        log: Vec::new(),
+    };
+    let mut m = PunchMachine::new(side(0, 5).config, time::at_millis(0), mid_bucket()).unwrap();
+    let mut driver = PunchDriver::new();
+    let r = driver.poll(&mut net, &mut m, time::at_millis(0), &mut |_, _| {});
+    assert!(matches!(r, PunchPoll::Wait(_)));
+    // Per port: bind prime, ttl 3, connect prime, bind fire, ttl 64, close
+    // prime, connect fire.
+    assert_eq!(net.log.len(), 16 * 7, "{:?}", net.log);
+    for arm in net.log.chunks(7) {
+        let s = |i: usize| arm[i].rsplit(' ').next().unwrap().parse::<usize>().ok();
+        let (p, f) = (s(0).unwrap(), s(3).unwrap());
+        let want = [
+            std::format!("bind {p}"),
+            std::format!("ttl {p} {DEFAULT_PRIME_TTL}"),
+            std::format!("connect {p}"),
+            std::format!("bind {f}"),
+            std::format!("ttl {f} {DEFAULT_NORMAL_TTL}"),
+            std::format!("close {p}"),
+            std::format!("connect {f}"),
+        ];
+        assert_eq!(arm, want);
+    }
+}
