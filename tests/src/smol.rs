@@ -2,6 +2,18 @@
 //! socket sets on the heap, an in-memory IP hub joining any number of
 //! smoltcp interfaces, and small TCP helpers written against the core's
 //! traits (so they run on every backend).
+//!
+//! Two hubs:
+//! * [`Sim`] (deterministic, preferred): a virtual clock, one thread. Each
+//!   node is a [`SimNet`] plus an [`App`] that is stepped with `now` and
+//!   says when it next needs a step; [`run_sim`] polls every stack, steps
+//!   every app and jumps the clock to the earliest deadline, `poll_at` or
+//!   packet arrival. Seeded faults, so the same seeds give the same
+//!   packets ([`Sim::digest`]). A driver that blocks cannot run here
+//!   (`Wait::wait` panics on a [`SimPlatform`]): port it to a `poll` first,
+//!   as `PunchDriver` and `Splice` are.
+//! * [`Hub`] (wall clock, threads): one thread per node, real sleeps; for
+//!   drivers that still block (`tunnel::run`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
