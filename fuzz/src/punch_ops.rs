@@ -429,7 +429,8 @@ impl Harness {
                 if had < HELLO_LEN && fed.len() >= HELLO_LEN && self.first_nonce.is_none() {
                     self.first_nonce = parse_hello(&fed[..HELLO_LEN]);
                 }
-                no_alloc("handle_data", || self.m.handle_data(port, &bytes));
+                let now = self.now;
+                no_alloc("handle_data", || self.m.handle_data(port, &bytes, now));
             }
             Op::Closed { which } => {
                 let all: Vec<u16> = connecting.iter().chain(&open).copied().collect();
@@ -477,6 +478,7 @@ pub fn run(input: Input) {
             Timing::Continuous
         },
         jitter_percent: c.jitter_percent,
+        confirm_ms: u64::from(c.interval_ms).max(1) * 20,
     };
     let unix = match c.unix {
         Unix::Recent(ms) => UnixTime::from_millis(1_700_000_000_000 + i64::from(ms)),

@@ -21,10 +21,21 @@ pub const MAX_UDP_SOCKETS: usize = 4;
 const MAX_LISTENERS: usize = 4;
 /// Local ports for `tcp_connect_local` and `udp_bind(0)`.
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 49152..=65535;
-/// A closed socket whose peer has not finished the FIN exchange after this
-/// many seconds of silence is dropped (smoltcp's timeout: one RST) and
-/// returns to the pool.
-const DRAIN_TIMEOUT_S: u64 = 20;
+/// A closed socket that still has bytes or its FIN unacknowledged (FIN-WAIT-1,
+/// CLOSING, LAST-ACK) keeps retransmitting for this long after the close,
+/// then is aborted (one RST) and returns to the pool: the peer is gone.
+/// It must outlast smoltcp's retransmission backoff (the RTO doubles up to
+/// 60 s): a limit on the peer's *silence* is wrong here, because a peer in
+/// FIN-WAIT-2 rightly says nothing until our FIN arrives. (A 20 s silence
+/// timeout aborted live connections whose RTO had backed off beyond 20 s,
+/// and the peer read "connection reset" after the last byte: issue 13.)
+const DRAIN_LIMIT_S: u64 = 120;
+/// A closed socket whose every byte and FIN the peer acknowledged
+/// (FIN-WAIT-2), still waiting for the peer's FIN, is dropped silently
+/// after this long: nothing of ours is lost, and no RST is sent (the
+/// peer's late FIN then finds no socket, as after Linux's
+/// `tcp_fin_timeout`).
+const FIN_WAIT_LIMIT_S: u64 = 20;
 /// The port a socket is briefly "listening" on while it is forgotten (see
 /// [`forget`]); never polled in that state, so never seen on the wire.
 const FORGET_PORT: u16 = 1;
@@ -82,6 +93,11 @@ struct TcpSlot {
     usage: TcpUse,
     /// The port given to `tcp_bind_reuse` (0: pick one at connect).
     port: u16,
+    /// When its owner closed it (meaningful while `Draining`).
+    closed_at: Instant,
+    /// The owner asked for FIN; it goes once every queued byte is
+    /// acknowledged (see [`SmolNet::send_fins`]).
+    fin_pending: bool,
 }
 
 struct UdpSlot {
@@ -157,6 +173,8 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
                         generation: 0,
                         usage: TcpUse::Free,
                         port: 0,
+                        closed_at: time::at_micros(0),
+                        fin_pending: false,
                     });
                 }
                 Socket::Udp(_) => {
@@ -225,9 +243,10 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
             .count()
     }
 
-    /// Sockets closed by their owner whose FIN exchange is still going
-    /// (queued data unacknowledged, FIN unanswered). Keep polling until this
-    /// is 0 before dropping the stack, or the peer loses the tail.
+    /// Sockets closed by their owner that still have bytes or their FIN
+    /// unacknowledged (FIN-WAIT-1, CLOSING, LAST-ACK). Keep polling until
+    /// this is 0 before dropping the stack, or the peer loses the tail.
+    /// (FIN-WAIT-2 and TIME-WAIT do not count: the peer has everything.)
     pub fn tcp_closing(&mut self) -> usize {
         let sockets = &self.sockets;
         self.tcp
@@ -236,7 +255,7 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
                 s.usage == TcpUse::Draining
                     && !matches!(
                         sockets.get::<tcp::Socket>(s.handle).state(),
-                        tcp::State::TimeWait | tcp::State::Closed
+                        tcp::State::TimeWait | tcp::State::Closed | tcp::State::FinWait2
                     )
             })
             .count()
@@ -261,22 +280,110 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
     /// Polls the interface once: receives what the device has, sends what
     /// the sockets queued, and returns whether any socket may have changed.
     pub fn poll(&mut self) -> bool {
-        let now = smol_instant(self.platform.now());
-        let changed = self.iface.poll(now, &mut self.device, &mut self.sockets)
+        let now = self.platform.now();
+        let changed = self
+            .iface
+            .poll(smol_instant(now), &mut self.device, &mut self.sockets)
             == PollResult::SocketStateChanged;
-        self.reap();
+        self.send_fins();
+        self.reap(now);
         changed
     }
 
-    /// Draining sockets whose close has finished go back to the pool.
-    fn reap(&mut self) {
+    /// Sends the FINs held back until their socket's queued bytes were
+    /// all acknowledged.
+    ///
+    /// Why not at once: smoltcp 0.14 stalls a FIN for good when it is the
+    /// only thing unacknowledged and three duplicate ACKs arrive (they do
+    /// when a retransmission timeout resends data the peer already had:
+    /// one challenge ACK each). The fast retransmit then has nothing to
+    /// send and leaves the retransmission timer idle, so the FIN is never
+    /// sent again; the peer waits in FIN-WAIT-2 for ever. (This was issue
+    /// 13's RST: the old 20 s drain timeout then reset the stalled socket,
+    /// and the peer read "connection reset" after the last byte.) A FIN
+    /// sent after the last byte's ACK has no data behind it to provoke
+    /// those ACKs. It costs one round trip per close.
+    fn send_fins(&mut self) {
+        for slot in self.tcp.iter_mut().filter(|s| s.fin_pending) {
+            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+            if !socket.is_open() {
+                slot.fin_pending = false;
+            } else if socket.send_queue() == 0 {
+                socket.close();
+                slot.fin_pending = false;
+            }
+        }
+    }
+
+    /// FIN after the queued bytes: at once if nothing is queued, else when
+    /// they are acknowledged ([`send_fins`](Self::send_fins)).
+    fn fin_after_queue(&mut self, index: usize) {
+        let slot = &mut self.tcp[index];
+        let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        if socket.send_queue() == 0 {
+            socket.close();
+        } else {
+            slot.fin_pending = true;
+        }
+    }
+
+    /// When the interface next needs [`poll`](Self::poll) (smoltcp's
+    /// timers; `Some(now)` or earlier: at once), for a caller that runs
+    /// its own clock instead of [`Wait::wait`].
+    pub fn poll_at(&mut self) -> Option<Instant> {
+        let now = self.platform.now();
+        let stack = self
+            .iface
+            .poll_at(smol_instant(now), &self.sockets)
+            .map(core_instant);
+        time::earliest(stack, self.drain_deadline())
+    }
+
+    /// The next moment [`reap`](Self::reap) has a limit to apply.
+    fn drain_deadline(&self) -> Option<Instant> {
+        let sockets = &self.sockets;
+        self.tcp
+            .iter()
+            .filter(|s| s.usage == TcpUse::Draining)
+            .filter_map(|s| {
+                let limit = match sockets.get::<tcp::Socket>(s.handle).state() {
+                    tcp::State::Closed | tcp::State::TimeWait => return None,
+                    tcp::State::FinWait2 => FIN_WAIT_LIMIT_S,
+                    _ => DRAIN_LIMIT_S,
+                };
+                Some(time::add_millis(s.closed_at, limit * 1000))
+            })
+            .min_by_key(|t| time::micros(*t))
+    }
+
+    /// Draining sockets whose close has finished go back to the pool; those
+    /// past their limits are dropped (see [`DRAIN_LIMIT_S`] and
+    /// [`FIN_WAIT_LIMIT_S`]).
+    fn reap(&mut self, now: Instant) {
         for slot in self.tcp.iter_mut() {
-            if slot.usage == TcpUse::Draining {
-                let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-                if socket.state() == tcp::State::Closed {
+            if slot.usage != TcpUse::Draining {
+                continue;
+            }
+            let since_s = time::micros_between(slot.closed_at, now) / 1_000_000;
+            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+            match socket.state() {
+                tcp::State::Closed => {
                     forget(socket);
                     slot.usage = TcpUse::Free;
                 }
+                // Everything of ours is acknowledged: drop it silently.
+                tcp::State::FinWait2 if since_s >= FIN_WAIT_LIMIT_S => {
+                    // abort() only marks it (the RST goes at the next
+                    // poll); forgetting it at once sends nothing.
+                    socket.abort();
+                    forget(socket);
+                    slot.usage = TcpUse::Free;
+                }
+                // TIME-WAIT ends by itself (and may be taken over earlier).
+                tcp::State::TimeWait => {}
+                // Still retransmitting: the peer is gone after this long.
+                _ if since_s >= DRAIN_LIMIT_S => socket.abort(),
+                _ => {}
             }
         }
     }
@@ -285,29 +392,47 @@ impl<'a, D: Device, P: Platform> SmolNet<'a, D, P> {
         let index = match self.tcp.iter().position(|s| s.usage == TcpUse::Free) {
             Some(i) => i,
             None => {
-                // A socket in TIME-WAIT only guards against old duplicates;
-                // reusing it beats refusing a new connection.
+                // A socket in TIME-WAIT only guards against old duplicates,
+                // one in FIN-WAIT-2 has delivered everything: reusing them
+                // beats refusing a new connection. Failing those, the
+                // socket closed longest ago, if that is FIN_WAIT_LIMIT_S
+                // or more (a peer that long silent is most likely gone).
+                let now = self.platform.now();
                 let sockets = &mut self.sockets;
-                self.tcp
-                    .iter()
-                    .position(|s| {
-                        s.usage == TcpUse::Draining
-                            && matches!(
-                                sockets.get_mut::<tcp::Socket>(s.handle).state(),
-                                tcp::State::TimeWait | tcp::State::Closed
-                            )
-                    })
-                    .ok_or(NetError::NoBuffers)?
+                let done = self.tcp.iter().position(|s| {
+                    s.usage == TcpUse::Draining
+                        && matches!(
+                            sockets.get_mut::<tcp::Socket>(s.handle).state(),
+                            tcp::State::TimeWait | tcp::State::Closed | tcp::State::FinWait2
+                        )
+                });
+                let oldest = || {
+                    self.tcp
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| {
+                            s.usage == TcpUse::Draining
+                                && time::micros_between(s.closed_at, now) / 1_000_000
+                                    >= FIN_WAIT_LIMIT_S
+                        })
+                        .min_by_key(|(_, s)| time::micros(s.closed_at))
+                        .map(|(i, _)| i)
+                };
+                done.or_else(oldest).ok_or(NetError::NoBuffers)?
             }
         };
         let slot = &mut self.tcp[index];
         let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+        if socket.is_open() && socket.state() != tcp::State::Listen {
+            // Taken over while draining: silently (see reap).
+            socket.abort();
+        }
         forget(socket);
         socket.set_hop_limit(None);
-        socket.set_timeout(None);
         slot.generation = slot.generation.wrapping_add(1);
         slot.usage = usage;
         slot.port = 0;
+        slot.fin_pending = false;
         // The pool holds at most MAX_TCP_SOCKETS (< 256) sockets.
         Ok(index as u8)
     }
@@ -527,6 +652,9 @@ impl<D: Device, P: Platform> Tcp for SmolNet<'_, D, P> {
 
     fn tcp_write(&mut self, h: TcpHandle, buf: &[u8]) -> NetResult<usize> {
         let slot = self.tcp_slot(h).ok_or(NetError::Closed)?;
+        if slot.fin_pending {
+            return Err(NetError::Closed);
+        }
         let (handle, usage) = (slot.handle, slot.usage);
         let socket = self.sockets.get_mut::<tcp::Socket>(handle);
         let state = socket.state();
@@ -543,7 +671,7 @@ impl<D: Device, P: Platform> Tcp for SmolNet<'_, D, P> {
         match socket.state() {
             tcp::State::SynSent | tcp::State::Closed | tcp::State::Listen => Err(NetError::Closed),
             _ => {
-                socket.close();
+                self.fin_after_queue(usize::from(h.index));
                 Ok(())
             }
         }
@@ -571,11 +699,15 @@ impl<D: Device, P: Platform> Tcp for SmolNet<'_, D, P> {
                 self.tcp[index].usage = TcpUse::Free;
             }
             _ => {
-                socket.close();
+                if !self.tcp[index].fin_pending {
+                    self.fin_after_queue(index);
+                }
                 // A peer that never answers our FIN (gone, or its RST
                 // dropped on the way) would hold the socket forever while
-                // smoltcp retransmits: give up after DRAIN_TIMEOUT_S.
-                socket.set_timeout(Some(smoltcp::time::Duration::from_secs(DRAIN_TIMEOUT_S)));
+                // smoltcp retransmits: `reap` ends it (DRAIN_LIMIT_S,
+                // FIN_WAIT_LIMIT_S).
+                let now = self.platform.now();
+                self.tcp[index].closed_at = now;
                 self.tcp[index].usage = TcpUse::Draining;
             }
         }
@@ -673,6 +805,7 @@ impl<D: Device, P: Platform> Tcp for SmolNet<'_, D, P> {
                 tslot.usage = TcpUse::Free;
             } else {
                 socket.close();
+                tslot.closed_at = self.platform.now();
                 tslot.usage = TcpUse::Draining;
             }
         }
@@ -753,6 +886,7 @@ impl<D: Device, P: Platform> Wait for SmolNet<'_, D, P> {
                 .iface
                 .poll_at(smol_instant(now), &self.sockets)
                 .map(core_instant);
+            let stack = time::earliest(stack, self.drain_deadline());
             let mut until = time::earliest(deadline, stack);
             if let Some(t) = until
                 && time::micros(t) <= time::micros(now)

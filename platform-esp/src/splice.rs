@@ -38,8 +38,8 @@ impl fmt::Display for SpliceError {
 }
 
 /// One direction: bytes read from `from`, not yet written to `to`.
-struct Pipe<'b> {
-    buf: &'b mut [u8],
+struct Pipe<B> {
+    buf: B,
     at: usize,
     len: usize,
     /// `from` sent FIN.
@@ -49,7 +49,18 @@ struct Pipe<'b> {
     moved: u64,
 }
 
-impl Pipe<'_> {
+impl<B: AsMut<[u8]>> Pipe<B> {
+    fn new(buf: B) -> Self {
+        Pipe {
+            buf,
+            at: 0,
+            len: 0,
+            eof: false,
+            shut: false,
+            moved: 0,
+        }
+    }
+
     /// Moves what it can; `Ok(true)` if anything happened.
     fn pump<N: Tcp>(
         &mut self,
@@ -60,7 +71,7 @@ impl Pipe<'_> {
         let mut progressed = false;
         loop {
             if self.at == self.len && !self.eof {
-                match net.tcp_read(from, self.buf) {
+                match net.tcp_read(from, self.buf.as_mut()) {
                     Ok(0) => {
                         self.eof = true;
                         progressed = true;
@@ -75,7 +86,7 @@ impl Pipe<'_> {
                 }
             }
             if self.at < self.len {
-                match net.tcp_write(to, &self.buf[self.at..self.len]) {
+                match net.tcp_write(to, &self.buf.as_mut()[self.at..self.len]) {
                     Ok(n) => {
                         self.at += n;
                         self.moved += n as u64;
@@ -99,6 +110,80 @@ impl Pipe<'_> {
     }
 }
 
+/// What one [`Splice::poll`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplicePoll {
+    /// Both FINs passed on (the totals), or why it ended early.
+    Done(Result<Totals, SpliceError>),
+    /// Call again when a socket may be ready or at this deadline (the
+    /// idle limit).
+    Wait(Instant),
+}
+
+/// The splice as a steppable object over caller-owned buffers (`&mut
+/// [u8]`, a `Vec`, a static array): [`splice`] is the loop of
+/// [`poll`](Self::poll) and [`Wait::wait`] over it.
+pub struct Splice<S, B> {
+    a: S,
+    b: S,
+    ab: Pipe<B>,
+    ba: Pipe<B>,
+    idle_limit_ms: u64,
+    idle_until: Option<Instant>,
+}
+
+impl<S: Copy, B: AsMut<[u8]>> Splice<S, B> {
+    /// Carries `a` ⇄ `b` through `buf_ab` and `buf_ba`; gives up when
+    /// nothing moved for `idle_limit_ms`.
+    pub fn new(a: S, b: S, buf_ab: B, buf_ba: B, idle_limit_ms: u64) -> Self {
+        Splice {
+            a,
+            b,
+            ab: Pipe::new(buf_ab),
+            ba: Pipe::new(buf_ba),
+            idle_limit_ms,
+            idle_until: None,
+        }
+    }
+
+    /// Moves everything that can move at `now`.
+    pub fn poll<N: Tcp<TcpSocket = S>>(&mut self, net: &mut N, now: Instant) -> SplicePoll {
+        let idle_until = *self
+            .idle_until
+            .get_or_insert_with(|| time::add_millis(now, self.idle_limit_ms));
+        let mut moved = false;
+        loop {
+            let forward = match self.ab.pump(net, self.a, self.b) {
+                Ok(p) => p,
+                Err(e) => return SplicePoll::Done(Err(SpliceError::Stream(e))),
+            };
+            let back = match self.ba.pump(net, self.b, self.a) {
+                Ok(p) => p,
+                Err(e) => return SplicePoll::Done(Err(SpliceError::Stream(e))),
+            };
+            if self.ab.shut && self.ba.shut {
+                return SplicePoll::Done(Ok(Totals {
+                    forward: self.ab.moved,
+                    back: self.ba.moved,
+                }));
+            }
+            if !(forward || back) {
+                break;
+            }
+            moved = true;
+        }
+        if moved {
+            let until = time::add_millis(now, self.idle_limit_ms);
+            self.idle_until = Some(until);
+            return SplicePoll::Wait(until);
+        }
+        if time::micros(now) >= time::micros(idle_until) {
+            return SplicePoll::Done(Err(SpliceError::Idle));
+        }
+        SplicePoll::Wait(idle_until)
+    }
+}
+
 /// Carries `a` ⇄ `b` until both have sent FIN and it was passed on (half
 /// closes go through, as with `shutdown(SHUT_WR)`), a stream fails, or
 /// nothing moves for `idle_limit_ms`. Leaves both sockets open: the caller
@@ -111,34 +196,14 @@ pub fn splice<N: Tcp + Wait>(
     buf_ba: &mut [u8],
     idle_limit_ms: u64,
 ) -> Result<Totals, SpliceError> {
-    let new = |buf| Pipe {
-        buf,
-        at: 0,
-        len: 0,
-        eof: false,
-        shut: false,
-        moved: 0,
-    };
-    let (mut ab, mut ba) = (new(buf_ab), new(buf_ba));
+    let mut splice = Splice::new(a, b, buf_ab, buf_ba, idle_limit_ms);
     let mut now = net.now();
-    let mut idle_until: Instant = time::add_millis(now, idle_limit_ms);
     loop {
-        let forward = ab.pump(net, a, b).map_err(SpliceError::Stream)?;
-        let back = ba.pump(net, b, a).map_err(SpliceError::Stream)?;
-        if ab.shut && ba.shut {
-            return Ok(Totals {
-                forward: ab.moved,
-                back: ba.moved,
-            });
+        match splice.poll(net, now) {
+            SplicePoll::Done(r) => return r,
+            SplicePoll::Wait(until) => {
+                now = net.wait(Some(until)).map_err(SpliceError::Wait)?;
+            }
         }
-        if forward || back {
-            now = net.now();
-            idle_until = time::add_millis(now, idle_limit_ms);
-            continue;
-        }
-        if time::micros(now) >= time::micros(idle_until) {
-            return Err(SpliceError::Idle);
-        }
-        now = net.wait(Some(idle_until)).map_err(SpliceError::Wait)?;
     }
 }

@@ -2,9 +2,23 @@
 //! socket sets on the heap, an in-memory IP hub joining any number of
 //! smoltcp interfaces, and small TCP helpers written against the core's
 //! traits (so they run on every backend).
+//!
+//! Two hubs:
+//! * [`Sim`] (deterministic, preferred): a virtual clock, one thread. Each
+//!   node is a [`SimNet`] plus an [`App`] that is stepped with `now` and
+//!   says when it next needs a step; [`run_sim`] polls every stack, steps
+//!   every app and jumps the clock to the earliest deadline, `poll_at` or
+//!   packet arrival. Seeded faults, so the same seeds give the same
+//!   packets ([`Sim::digest`]). A driver that blocks cannot run here
+//!   (`Wait::wait` panics on a [`SimPlatform`]): port it to a `poll` first,
+//!   as `PunchDriver` and `Splice` are.
+//! * [`Hub`] (wall clock, threads): one thread per node, real sleeps; for
+//!   drivers that still block (`tunnel::run`).
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -514,4 +528,447 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+// ---- deterministic harness ---------------------------------------------
+//
+// The same nodes on a virtual clock: one thread, no sleeps, no wall clock.
+// The harness owns the clock; a node's stack is polled with
+// `SmolNet::poll` at the harness's `now`, and the clock jumps to the
+// earliest of every node's deadline, every stack's `poll_at` and the next
+// packet's arrival. smoltcp's fault injector and the interfaces are seeded,
+// so the same seeds give the same packets (`Sim::digest`).
+
+/// The virtual clock, shared by the hub and every node (µs).
+#[derive(Clone, Default)]
+pub struct SimClock(Rc<Cell<u64>>);
+
+impl SimClock {
+    /// Now.
+    pub fn now(&self) -> Instant {
+        time::at_micros(self.0.get())
+    }
+
+    fn set(&self, us: u64) {
+        self.0.set(self.0.get().max(us));
+    }
+}
+
+struct SimQueued {
+    due: u64,
+    packet: Vec<u8>,
+}
+
+struct SimHubState {
+    queues: HashMap<(Ipv4Addr, Plane), VecDeque<SimQueued>>,
+    wan: Vec<Ipv4Addr>,
+    delay_us: u64,
+    delivered: u64,
+    unroutable: u64,
+    /// FNV-1a over every packet sent, with its time.
+    digest: u64,
+}
+
+/// The in-memory IP hub of [`Hub`] on the virtual clock.
+#[derive(Clone)]
+pub struct Sim {
+    state: Rc<RefCell<SimHubState>>,
+    clock: SimClock,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Sim {
+    /// A hub delaying every packet by `one_way`, at virtual time 0.
+    pub fn new(one_way: Duration) -> Sim {
+        Sim {
+            state: Rc::new(RefCell::new(SimHubState {
+                queues: HashMap::new(),
+                wan: Vec::new(),
+                delay_us: one_way.as_micros() as u64,
+                delivered: 0,
+                unroutable: 0,
+                digest: 0xcbf2_9ce4_8422_2325,
+            })),
+            clock: SimClock::default(),
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// Virtual now.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Moves the clock to `t` (never back).
+    pub fn advance_to(&self, t: Instant) {
+        self.clock.set(time::micros(t));
+    }
+
+    /// When the next packet arrives anywhere.
+    pub fn next_arrival(&self) -> Option<Instant> {
+        let s = self.state.borrow();
+        s.queues
+            .values()
+            .filter_map(|q| q.front().map(|p| p.due))
+            .min()
+            .map(time::at_micros)
+    }
+
+    /// Packets delivered and packets to unknown addresses so far.
+    pub fn counters(&self) -> (u64, u64) {
+        let s = self.state.borrow();
+        (s.delivered, s.unroutable)
+    }
+
+    /// A digest of every packet sent so far and when: equal digests, equal
+    /// runs.
+    pub fn digest(&self) -> u64 {
+        self.state.borrow().digest
+    }
+
+    fn send(&self, packet: Vec<u8>) {
+        let now = self.clock.0.get();
+        let mut s = self.state.borrow_mut();
+        s.digest = fnv(fnv(s.digest, &now.to_le_bytes()), &packet);
+        if packet.len() < 20 || packet[0] >> 4 != 4 {
+            s.unroutable += 1;
+            return;
+        }
+        let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        let plane = if s.wan.contains(&src) && s.wan.contains(&dst) {
+            Plane::Wan
+        } else {
+            Plane::Lan
+        };
+        let due = now + s.delay_us;
+        match s.queues.get_mut(&(dst, plane)) {
+            Some(q) => {
+                q.push_back(SimQueued { due, packet });
+                s.delivered += 1;
+            }
+            None => s.unroutable += 1,
+        }
+    }
+
+    fn take(&self, addr: Ipv4Addr, plane: Plane) -> Option<Vec<u8>> {
+        let now = self.clock.0.get();
+        let mut s = self.state.borrow_mut();
+        let q = s.queues.get_mut(&(addr, plane))?;
+        if q.front().is_some_and(|p| p.due <= now) {
+            q.pop_front().map(|p| p.packet)
+        } else {
+            None
+        }
+    }
+
+    /// A smoltcp node at `addr`/24, like [`hub_node`] but on the virtual
+    /// clock.
+    pub fn node(&self, addr: Ipv4Addr, sizes: Sizes, faults: Option<Faults>, seed: u32) -> SimNet {
+        {
+            let mut s = self.state.borrow_mut();
+            s.queues.insert((addr, Plane::Wan), VecDeque::new());
+            s.queues.insert((addr, Plane::Lan), VecDeque::new());
+            if faults.is_some() {
+                s.wan.push(addr);
+            }
+        }
+        let port = |plane| SimPort {
+            sim: self.clone(),
+            addr,
+            plane,
+        };
+        let f = faults.unwrap_or_default();
+        let mut wan = FaultInjector::new(port(Plane::Wan), seed);
+        wan.set_drop_chance(f.drop_pct);
+        wan.set_corrupt_chance(f.corrupt_pct);
+        let mut device = SimDevice {
+            wan,
+            lan: port(Plane::Lan),
+        };
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = u64::from(seed) << 32 | u64::from(seed ^ 0x5eed);
+        let now = smoltcp::time::Instant::from_micros(time::micros(self.now()) as i64);
+        let mut iface = Interface::new(config, &mut device, now);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::Ipv4(addr), 24)).unwrap();
+        });
+        let platform = SimPlatform {
+            clock: self.clock.clone(),
+        };
+        let mut net = SmolNet::new(iface, device, socket_set(sizes), platform);
+        net.seed_ephemeral(seed);
+        net
+    }
+}
+
+/// One plane of a node on the [`Sim`] hub.
+pub struct SimPort {
+    sim: Sim,
+    addr: Ipv4Addr,
+    plane: Plane,
+}
+
+/// Permission to send one packet on the [`Sim`] hub.
+pub struct SimTx<'a>(&'a Sim);
+
+impl phy::TxToken for SimTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut packet = vec![0; len];
+        let r = f(&mut packet);
+        self.0.send(packet);
+        r
+    }
+}
+
+impl Device for SimPort {
+    type RxToken<'a> = HubRx;
+    type TxToken<'a> = SimTx<'a>;
+
+    fn receive(
+        &mut self,
+        _now: smoltcp::time::Instant,
+    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let packet = self.sim.take(self.addr, self.plane)?;
+        Some((HubRx(packet), SimTx(&self.sim)))
+    }
+
+    fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+        Some(SimTx(&self.sim))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+/// A [`Sim`] node's device: faults on WAN packets received, as
+/// [`NodeDevice`].
+pub struct SimDevice {
+    wan: FaultInjector<SimPort>,
+    lan: SimPort,
+}
+
+/// A received packet from either plane of a [`SimDevice`].
+pub enum SimRx<'a> {
+    /// Through the fault injector.
+    Wan(<FaultInjector<SimPort> as Device>::RxToken<'a>),
+    /// Straight from the hub.
+    Lan(HubRx),
+}
+
+impl phy::RxToken for SimRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        match self {
+            SimRx::Wan(t) => t.consume(f),
+            SimRx::Lan(t) => t.consume(f),
+        }
+    }
+}
+
+impl Device for SimDevice {
+    type RxToken<'a> = SimRx<'a>;
+    type TxToken<'a> = SimTx<'a>;
+
+    fn receive(
+        &mut self,
+        now: smoltcp::time::Instant,
+    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if let Some((rx, _)) = self.wan.receive(now) {
+            return Some((SimRx::Wan(rx), SimTx(&self.lan.sim)));
+        }
+        let (rx, tx) = self.lan.receive(now)?;
+        Some((SimRx::Lan(rx), tx))
+    }
+
+    fn transmit(&mut self, now: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+        self.lan.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.lan.capabilities()
+    }
+}
+
+/// The virtual clock as a node's platform. It never sleeps: a harness on
+/// the virtual clock never calls `Wait::wait` (that would need another
+/// thread to move the clock), so `idle` panics to catch one that does.
+pub struct SimPlatform {
+    clock: SimClock,
+}
+
+impl Platform for SimPlatform {
+    fn now(&mut self) -> Instant {
+        self.clock.now()
+    }
+
+    fn idle(&mut self, until: Option<Instant>) {
+        panic!("a node on the virtual clock waited (until {until:?}): step it with poll() instead");
+    }
+}
+
+/// A node on the [`Sim`] hub.
+pub type SimNet = SmolNet<'static, SimDevice, SimPlatform>;
+
+/// What a stepped application says after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Finished.
+    Done,
+    /// Call again when a socket may be ready, or at this deadline.
+    Wait(Option<Instant>),
+}
+
+/// Something that runs on a [`SimNet`] node, one step at a time.
+pub trait App {
+    /// Does what can be done at `now`.
+    fn step(&mut self, net: &mut SimNet, now: Instant) -> Step;
+}
+
+/// Runs `nodes` (each a stack and its application) until every
+/// application is done, or `limit` of virtual time has passed (then it
+/// panics naming the unfinished nodes). Every stack keeps running until
+/// the last application is done. Returns the virtual time taken.
+pub fn run_sim(
+    sim: &Sim,
+    nodes: &mut [(&str, &mut SimNet, &mut dyn App)],
+    limit: Duration,
+) -> Duration {
+    let start = time::micros(sim.now());
+    let end = start + limit.as_micros() as u64;
+    let mut done = vec![false; nodes.len()];
+    let mut deadline: Vec<Option<Instant>> = vec![None; nodes.len()];
+    let mut same_instant = 0u32;
+    let mut last = u64::MAX;
+    loop {
+        let now = sim.now();
+        for (i, (_, net, app)) in nodes.iter_mut().enumerate() {
+            net.poll();
+            if !done[i] {
+                match app.step(net, now) {
+                    Step::Done => done[i] = true,
+                    Step::Wait(d) => deadline[i] = d,
+                }
+            }
+            net.poll();
+        }
+        if done.iter().all(|d| *d) {
+            return Duration::from_micros(time::micros(now) - start);
+        }
+        let t = time::micros(now);
+        assert!(
+            t < end,
+            "not done after {limit:?} of virtual time: {:?}",
+            nodes
+                .iter()
+                .zip(&done)
+                .filter(|(_, d)| !**d)
+                .map(|(n, _)| n.0)
+                .collect::<Vec<_>>()
+        );
+        let mut next = sim.next_arrival().map(time::micros);
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                let x = time::micros(x);
+                next = Some(next.map_or(x, |n: u64| n.min(x)));
+            }
+        };
+        for (i, (_, net, _)) in nodes.iter_mut().enumerate() {
+            consider(net.poll_at());
+            if !done[i] {
+                consider(deadline[i]);
+            }
+        }
+        let mut next = next.unwrap_or(end).min(end);
+        // Whatever wanted `now` has had its poll; a stack or an app that
+        // keeps asking for `now` gets the next microsecond.
+        if next <= t {
+            same_instant += 1;
+            if last == t && same_instant > 64 {
+                next = t + 1;
+            }
+        } else {
+            same_instant = 0;
+        }
+        last = t;
+        sim.advance_to(time::at_micros(next));
+    }
+}
+
+/// Sends `out` (then FIN) while receiving until the peer's FIN, one step
+/// at a time: [`exchange`] for the virtual clock.
+pub struct Exchange {
+    socket: Option<punchwire_esp::TcpHandle>,
+    out: Vec<u8>,
+    sent: usize,
+    shut: bool,
+    eof: bool,
+    /// What was received.
+    pub got: Vec<u8>,
+}
+
+impl Exchange {
+    /// An exchange of `out`, on a socket given later with [`start`](Self::start).
+    pub fn new(out: Vec<u8>) -> Self {
+        Exchange {
+            socket: None,
+            out,
+            sent: 0,
+            shut: false,
+            eof: false,
+            got: Vec::new(),
+        }
+    }
+
+    /// The bytes it sends.
+    pub fn out_bytes(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Sets the socket.
+    pub fn start(&mut self, s: punchwire_esp::TcpHandle) {
+        self.socket = Some(s);
+    }
+
+    /// Moves what can move; `Ok(true)` when both FINs are through.
+    pub fn step(&mut self, net: &mut SimNet) -> Result<bool, String> {
+        let s = self.socket.expect("Exchange::start first");
+        while self.sent < self.out.len() {
+            let chunk = &self.out[self.sent..self.out.len().min(self.sent + 4096)];
+            match net.tcp_write(s, chunk) {
+                Ok(n) => self.sent += n,
+                Err(NetError::WouldBlock) => break,
+                Err(e) => return Err(format!("write after {} bytes: {e}", self.sent)),
+            }
+        }
+        if self.sent == self.out.len() && !self.shut {
+            net.tcp_shutdown_write(s)
+                .map_err(|e| format!("shutdown: {e}"))?;
+            self.shut = true;
+        }
+        let mut buf = [0u8; 4096];
+        while !self.eof {
+            match net.tcp_read(s, &mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(NetError::WouldBlock) => break,
+                Err(e) => return Err(format!("read after {} bytes: {e}", self.got.len())),
+            }
+        }
+        Ok(self.eof && self.shut)
+    }
 }

@@ -1,32 +1,66 @@
 //! Choosing one connection out of the many a spray opens.
 //!
 //! Several schedule ports may connect at once; both sides must keep the same
-//! one. Only one side, the *leader*, ever decides: it writes `$` on its
-//! chosen connection and closes the rest with FIN. The *follower* keeps every
-//! open connection until it reads `$` on one. A connection that is lost or
-//! opens late cannot split the decision, because there is exactly one
-//! decision and it travels inside the connection it names.
+//! one. Only one side, the *leader*, ever proposes; the *follower* confirms.
+//!
+//! ## Wire (election v2)
+//! On each connection, in this order, nothing else before the application's
+//! bytes:
+//!
+//! | who      | bytes                          | when                                   |
+//! |----------|--------------------------------|----------------------------------------|
+//! | both     | hello: `PWH2` + 64-bit nonce (big endian), 12 bytes | as soon as it opens (nonce election only) |
+//! | leader   | `$` (0x24), the proposal       | on a connection where it read the peer's hello (nonce) or that opened (public-IP rule) |
+//! | follower | `!` (0x21), the confirmation   | on the first connection where it reads `$`, once |
+//!
+//! * The **follower** keeps every open connection until it reads `$` on
+//!   one; then it writes `!` there, keeps that connection and closes every
+//!   other (FIN). It writes `!` only once, and only on a connection that
+//!   carried the leader's hello and `$`: it never settles on a connection
+//!   that carried nothing.
+//! * The **leader** writes `$` on its first candidate and keeps every
+//!   connection open until it reads `!`. If no `!` comes within
+//!   [`PunchConfig::confirm_ms`](super::PunchConfig::confirm_ms) (default
+//!   1 s, a few round trips plus a retransmission), it writes `$` on the
+//!   next candidate too (earlier proposals stay open: a slow one may still
+//!   be confirmed). The first `!` it reads names the winner; it then closes
+//!   the rest. A connection whose leader→follower direction is dead (a
+//!   router dropping it) so never decides anything: its `$` is not
+//!   confirmed and another connection is proposed.
+//! * Why this cannot split: the follower confirms exactly one connection
+//!   (the first `$` it reads), and the leader keeps exactly the connection
+//!   it reads that `!` on. Data flows only after: the leader writes after
+//!   reading `!`, the follower after writing it.
 //!
 //! Who leads:
-//! * [`Election::Nonce`] (default): each side writes a 12-byte hello,
-//!   `PWH1` + a random 64-bit nonce, on every connection it sees open; the
-//!   greater nonce leads. The leader decides only on a connection where it
-//!   has read the peer's hello, which proves the connection works both ways.
-//!   Reading one's own nonce back means the connection is to itself (the
-//!   `127.0.0.1` demonstration): that connection wins at once.
-//! * [`Election::PublicIp`]: the article's rule — the side with the greater
-//!   WAN IPv4 leads; no hello.
-//! * [`Election::FirstConnected`]: no election (`tcp_punch.py` keeps every
-//!   connection): the first one to open is kept, the rest closed.
+//! * [`Election::Nonce`] (default): the greater nonce leads. Reading one's
+//!   own nonce back means the connection is to itself (the `127.0.0.1`
+//!   demonstration): that connection wins at once, no `$`/`!`.
+//! * [`Election::PublicIp`] (`--public-ip`): the article's rule — the side
+//!   with the greater WAN IPv4 leads; no hello, but `$` is confirmed with
+//!   `!` like above (the article's follower sends nothing back; a leader
+//!   that did not wait for it hung on a connection that was dead one way).
+//! * [`Election::FirstConnected`] (`--reference`): no election and no
+//!   bytes (`tcp_punch.py` keeps every connection): the first one to open
+//!   is kept, the rest closed. Unchanged, since the reference cannot
+//!   confirm.
+//!
+//! Compatibility: v1 (`PWH1`, no confirmation) and v2 peers do not agree;
+//! the new magic makes a v2 side drop a v1 peer's connections as "not our
+//! protocol" (exit code 5, "the peer never chose a connection") instead of
+//! taking the `!` as application data. With `--public-ip` there is no hello
+//! to tell the versions apart: both sides must run v2.
 
 use core::net::Ipv4Addr;
 
 /// Magic that starts a hello.
-pub const HELLO_MAGIC: &[u8; 4] = b"PWH1";
+pub const HELLO_MAGIC: &[u8; 4] = b"PWH2";
 /// Length of a hello: magic + nonce.
 pub const HELLO_LEN: usize = 12;
-/// The leader's decision byte.
+/// The leader's proposal byte.
 pub const CHOSEN: u8 = b'$';
+/// The follower's confirmation byte.
+pub const CONFIRMED: u8 = b'!';
 
 /// How the winner is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +82,9 @@ pub enum Election {
 /// This side's part in the election, once known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// Decides and writes `$`.
+    /// Proposes with `$`, keeps the connection the follower confirms.
     Leader,
-    /// Waits for `$`.
+    /// Waits for `$`, confirms it with `!`.
     Follower,
     /// Connected to itself (same nonce read back).
     SelfConnected,

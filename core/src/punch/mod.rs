@@ -25,18 +25,24 @@
 //!   never asks for a reset: losers are closed with FIN, and closing a socket
 //!   that is still in SYN-SENT sends nothing.
 //! * With [`Timing::Reference`] it behaves like `tcp_punch.py`: one bucket,
-//!   sleeps until the rendezvous but at most ten seconds, connects every
-//!   interval for five seconds, no priming, and the first connection is kept.
+//!   sleeps until the rendezvous but at most ten seconds, sprays for five
+//!   seconds, no priming, and the first connection is kept. A refused port
+//!   is re-armed at its clock slot like above, not on a fixed 50 ms pass:
+//!   lock-step with `tcp_punch.py`'s own 50 ms passes could refuse every
+//!   SYN for the whole window (lab scenario 72).
 //!
 //! ## Call order (driver contract)
 //! 1. [`PunchMachine::new`] with the config, `now` and the unix time.
-//! 2. Loop (the generic [`punch`] driver does exactly this):
+//! 2. Loop (the generic [`PunchDriver::poll`] does exactly this, and
+//!    [`punch`] runs it with [`Wait::wait`](crate::net::Wait::wait) in
+//!    between):
 //!    * **sockets first**: for every port in
 //!      [`connecting_ports`](PunchMachine::connecting_ports) report its
 //!      socket's status with [`handle_status`](PunchMachine::handle_status)
 //!      and the attempt that socket belongs to; for every open port with
 //!      [`read_len`](PunchMachine::read_len) > 0, read at most that many
-//!      bytes and pass them to [`handle_data`](PunchMachine::handle_data),
+//!      bytes and pass them to [`handle_data`](PunchMachine::handle_data)
+//!      with `now`,
 //!      or report end of stream or an error with
 //!      [`handle_closed`](PunchMachine::handle_closed);
 //!    * **then timers**: [`handle_timeout`](PunchMachine::handle_timeout);
@@ -55,13 +61,22 @@
 //! look must be seen before a timer replaces the socket.
 //!
 //! Calling `handle_timeout` early or twice is harmless. No method panics on
-//! anything the peer sends.
+//! anything the peer sends. The action and event queues are sized for one
+//! round of this loop; a driver that does not drain them every round trips
+//! a `debug_assert!` (release builds drop the oldest).
+//!
+//! ## Tests
+//! `tests.rs` steps one machine by hand; `sim_tests.rs` runs two machines
+//! through two [`PunchDriver`]s over `sim.rs`, a deterministic two-node
+//! network on a virtual clock (SYN crossing and simultaneous open, RST to
+//! a SYN that finds no socket, a router dropping unsolicited SYNs, a dead
+//! direction of one connection). All of them run in well under a second.
 
 pub mod election;
 
 mod driver;
 
-pub use driver::{PunchDriverError, punch};
+pub use driver::{PunchDriver, PunchDriverError, PunchPoll, punch};
 pub use election::{Election, Part};
 
 use core::fmt;
@@ -72,12 +87,19 @@ use heapless::{Deque, Vec};
 use crate::net::{ConnectStatus, NetError};
 use crate::schedule::{self, BucketPorts, MAX_CANDIDATES, NUM_PORTS, UnixTime};
 use crate::time::{self, Instant};
-use election::{CHOSEN, HELLO_LEN};
+use election::{CHOSEN, CONFIRMED, HELLO_LEN};
 
 /// Most ports sprayed at once (every port of every candidate bucket).
 pub const MAX_SLOTS: usize = MAX_CANDIDATES * NUM_PORTS;
-/// Most bytes of election traffic on one connection: hello + `$`.
+/// Most bytes of election traffic read from one connection: hello + `$`
+/// (follower) or hello + `!` (leader).
 pub const MAX_ELECTION_BYTES: usize = HELLO_LEN + 1;
+/// Room for the events of one driver round: per slot at most two (a
+/// failure or an open, and a skip), plus the bucket change and the part.
+const MAX_EVENTS: usize = 2 * MAX_SLOTS + 8;
+/// Default time the leader gives the follower to confirm a choice before
+/// it proposes another connection too (see [`election`]).
+pub const DEFAULT_CONFIRM_MS: u64 = 1_000;
 /// Default spray interval.
 pub const DEFAULT_INTERVAL_MS: u64 = 50;
 /// Default give-up time: more than two windows, so any two starts within
@@ -133,6 +155,10 @@ pub struct PunchConfig {
     /// instant, so their SYNs cross at once; with skewed clocks the phases
     /// are unrelated each round, and the 16–32 ports are independent tries.
     pub jitter_percent: u8,
+    /// How long the leader waits for the follower's confirmation of a
+    /// choice before it proposes another connection as well (ms; the
+    /// earlier proposals stay open, and the first confirmation wins).
+    pub confirm_ms: u64,
 }
 
 impl PunchConfig {
@@ -148,6 +174,7 @@ impl PunchConfig {
             election: Election::Nonce(nonce),
             timing: Timing::Continuous,
             jitter_percent: DEFAULT_JITTER_PERCENT,
+            confirm_ms: DEFAULT_CONFIRM_MS,
         }
     }
 }
@@ -227,7 +254,7 @@ pub enum Action {
     Send {
         /// The port.
         port: u16,
-        /// Bytes (a hello and/or `$`).
+        /// Bytes (a hello, `$` or `!`).
         bytes: Vec<u8, MAX_ELECTION_BYTES>,
     },
     /// Close the socket of `port` gracefully (FIN; nothing if not
@@ -306,6 +333,8 @@ struct Slot {
     rx: Vec<u8, MAX_ELECTION_BYTES>,
     /// Whether a failure was reported already (to keep logs short).
     refused_once: bool,
+    /// The leader wrote `$` on this connection.
+    proposed: bool,
     /// Bumped by every connect and by every change that makes queued
     /// connects and pending status reports obsolete.
     attempt: u32,
@@ -321,10 +350,13 @@ pub struct PunchMachine {
     deadline: Instant,
     slots: Vec<Slot, MAX_SLOTS>,
     actions: Deque<Action, { 2 * MAX_SLOTS + 8 }>,
-    events: Deque<Event, 32>,
+    events: Deque<Event, MAX_EVENTS>,
     part: Option<Part>,
     /// A connection reached `Open` (for the error on timeout).
     ever_open: bool,
+    /// Leader: the newest proposal (`$` written) and when its wait for the
+    /// confirmation ends.
+    proposal: Option<(u16, Instant)>,
     outcome: Option<Result<Winner, PunchError>>,
     buckets: Option<(i64, i64)>,
     /// Reference timing: the one bucket.
@@ -376,6 +408,7 @@ impl PunchMachine {
             events: Deque::new(),
             part: config.election.part_up_front(),
             ever_open: false,
+            proposal: None,
             outcome: None,
             buckets: None,
             fixed_bucket,
@@ -427,6 +460,9 @@ impl PunchMachine {
         }
         let mut t = Some(self.deadline);
         t = time::earliest(t, Some(self.next_tick));
+        if let Some((_, until)) = self.proposal {
+            t = time::earliest(t, Some(until));
+        }
         for s in &self.slots {
             if let Phase::Idle { at } = s.phase {
                 t = time::earliest(t, Some(at));
@@ -464,15 +500,16 @@ impl PunchMachine {
         if slot.phase != Phase::Open {
             return 0;
         }
+        // The follower reads the choice after the hello, the leader the
+        // confirmation on the connections it proposed.
+        let choice = match self.part {
+            Some(Part::Follower) => 1,
+            Some(Part::Leader) if slot.proposed => 1,
+            _ => 0,
+        };
         let want = match self.config.election {
-            Election::Nonce(_) => match self.part {
-                Some(Part::Follower) => HELLO_LEN + 1,
-                _ => HELLO_LEN,
-            },
-            Election::PublicIp { .. } => match self.part {
-                Some(Part::Follower) => 1,
-                _ => 0,
-            },
+            Election::Nonce(_) => HELLO_LEN + choice,
+            Election::PublicIp { .. } => choice,
             Election::FirstConnected => 0,
         };
         want.saturating_sub(slot.rx.len())
@@ -487,7 +524,14 @@ impl PunchMachine {
     }
 
     fn event(&mut self, e: Event) {
-        // Events are advisory; when nobody drains them the oldest go.
+        // One round of the driver contract queues at most MAX_EVENTS, and
+        // the driver drains them every round: a full queue is a driver
+        // that does not (caught here in debug builds and tests). Release
+        // builds lose the oldest, as the events are advisory.
+        debug_assert!(
+            !self.events.is_full(),
+            "punch event queue full: the driver must drain poll_event"
+        );
         if self.events.is_full() {
             self.events.pop_front();
         }
@@ -495,9 +539,15 @@ impl PunchMachine {
     }
 
     fn act(&mut self, a: Action) {
-        // The queue holds two actions per slot plus a few; every path that
-        // pushes is bounded by that, so a full queue means a driver that
-        // does not drain it: the oldest action is the one to lose.
+        // The queue holds two actions per slot plus a few, and every path
+        // that pushes is bounded by that between two drains: a full queue
+        // is a driver that does not drain it (the driver contract), which
+        // debug builds and the tests catch here. Release builds then lose
+        // the oldest action rather than panic.
+        debug_assert!(
+            !self.actions.is_full(),
+            "punch action queue full: the driver must drain poll_action"
+        );
         if self.actions.is_full() {
             self.actions.pop_front();
         }
@@ -572,20 +622,18 @@ impl PunchMachine {
             self.finish(Err(err));
             return;
         }
+        if let Some((_, until)) = self.proposal
+            && time::micros(now) >= time::micros(until)
+        {
+            // Not confirmed in time: propose another connection as well.
+            self.propose(now);
+        }
         if time::micros(now) < time::micros(self.spray_from) {
             return;
         }
         if time::micros(now) >= time::micros(self.next_tick) {
             self.roll_buckets(now);
             self.next_tick = time::add_millis(now, self.config.interval_ms);
-            // Reference timing re-arms every failed port each interval.
-            if self.config.timing == Timing::Reference {
-                for s in self.slots.iter_mut() {
-                    if let Phase::Idle { at } = &mut s.phase {
-                        *at = now;
-                    }
-                }
-            }
         }
         for i in 0..self.slots.len() {
             match self.slots[i].phase {
@@ -647,14 +695,36 @@ impl PunchMachine {
                         bucket: b,
                         rx: Vec::new(),
                         refused_once: false,
+                        proposed: false,
                         attempt: 0,
                     };
-                    // Capacity is every port of MAX_CANDIDATES buckets, and the
-                    // range never exceeds that many buckets.
-                    let _ = self.slots.push(slot);
+                    // Capacity is every port of MAX_CANDIDATES buckets. Open
+                    // connections of buckets that fell out of the window are
+                    // kept while they may still win; when the new bucket's
+                    // ports need their room, the oldest such connection (one
+                    // not proposed, if any) gives way: a full table always
+                    // holds one, since the window has at most MAX_SLOTS ports.
+                    if self.slots.is_full()
+                        && let Some(i) = self.evictable(first)
+                    {
+                        let port = self.slots[i].port;
+                        self.slots.swap_remove(i);
+                        self.act(Action::Close { port });
+                    }
+                    let pushed = self.slots.push(slot);
+                    debug_assert!(pushed.is_ok(), "more schedule ports than MAX_SLOTS");
                 }
             }
         }
+    }
+
+    /// A slot of a bucket older than `first` to make room, not a proposed
+    /// one if there is a choice; the oldest bucket first.
+    fn evictable(&self, first: i64) -> Option<usize> {
+        let stale = |s: &Slot| s.bucket < first;
+        (0..self.slots.len())
+            .filter(|&i| stale(&self.slots[i]))
+            .min_by_key(|&i| (self.slots[i].proposed, self.slots[i].bucket))
     }
 
     /// Binding the port for a `Connect` failed: the port is skipped for
@@ -697,11 +767,11 @@ impl PunchMachine {
             self.slots[i].refused_once = true;
             self.event(Event::Refused { port, error });
         }
-        let at = match self.config.timing {
-            Timing::Continuous => self.rearm_at(self.slots[i].port, now),
-            // tcp_punch.py reconnects on its next pass.
-            Timing::Reference => self.next_tick,
-        };
+        // Both timings re-arm at the port's clock slot. (Reference timing
+        // used to reconnect on the next 50 ms pass, like tcp_punch.py; two
+        // such loops at an unlucky offset refused each other for the whole
+        // window: see sim_tests::reference_mode_meets_tcp_punch_py.)
+        let at = self.rearm_at(self.slots[i].port, now);
         self.slots[i].phase = Phase::Idle { at };
     }
 
@@ -720,11 +790,11 @@ impl PunchMachine {
             ConnectStatus::Pending => {}
             ConnectStatus::Handshaking => self.slots[i].phase = Phase::Handshaking,
             ConnectStatus::Failed(e) => self.failed(i, e, now),
-            ConnectStatus::Connected => self.opened(i),
+            ConnectStatus::Connected => self.opened(i, now),
         }
     }
 
-    fn opened(&mut self, i: usize) {
+    fn opened(&mut self, i: usize, now: Instant) {
         let port = self.slots[i].port;
         self.slots[i].phase = Phase::Open;
         // Connects still queued for this port must not replace it.
@@ -738,18 +808,15 @@ impl PunchMachine {
         }
         match self.part {
             Some(Part::First) => self.win(port, Part::First),
-            Some(Part::Leader) if matches!(self.config.election, Election::PublicIp { .. }) => {
-                let mut bytes = Vec::new();
-                let _ = bytes.push(CHOSEN);
-                self.act(Action::Send { port, bytes });
-                self.win(port, Part::Leader);
-            }
+            // The article's rule: no hello, every open connection is a
+            // candidate at once.
+            Some(Part::Leader) => self.propose(now),
             _ => {}
         }
     }
 
     /// Bytes read from an open port (at most [`read_len`](Self::read_len)).
-    pub fn handle_data(&mut self, port: u16, bytes: &[u8]) {
+    pub fn handle_data(&mut self, port: u16, bytes: &[u8], now: Instant) {
         if self.outcome.is_some() {
             return;
         }
@@ -764,20 +831,20 @@ impl PunchMachine {
                 break;
             }
         }
-        self.progress(i);
+        self.progress(i, now);
     }
 
     /// Evaluates the election bytes of slot `i`.
-    fn progress(&mut self, i: usize) {
+    fn progress(&mut self, i: usize, now: Instant) {
         let port = self.slots[i].port;
-        match self.config.election {
+        let at = match self.config.election {
             Election::Nonce(mine) => {
                 if self.slots[i].rx.len() < HELLO_LEN {
                     return;
                 }
                 let Some(theirs) = election::parse_hello(&self.slots[i].rx[..HELLO_LEN]) else {
                     // Not a punchwire peer on this port: drop it.
-                    self.close_slot(i);
+                    self.drop_connection(i, now);
                     return;
                 };
                 let part = election::part_from_nonces(mine, theirs);
@@ -785,36 +852,79 @@ impl PunchMachine {
                     self.part = Some(part);
                     self.event(Event::Elected(part));
                 }
-                match self.part {
-                    Some(Part::SelfConnected) => self.win(port, Part::SelfConnected),
-                    Some(Part::Leader) => {
-                        let mut bytes = Vec::new();
-                        let _ = bytes.push(CHOSEN);
-                        self.act(Action::Send { port, bytes });
-                        self.win(port, Part::Leader);
-                    }
-                    Some(Part::Follower) => self.follower_check(i, HELLO_LEN),
-                    _ => {}
+                if self.part == Some(Part::SelfConnected) {
+                    self.win(port, Part::SelfConnected);
+                    return;
                 }
+                HELLO_LEN
             }
-            Election::PublicIp { .. } => {
-                if self.part == Some(Part::Follower) {
-                    self.follower_check(i, 0);
-                }
+            Election::PublicIp { .. } => 0,
+            Election::FirstConnected => return,
+        };
+        match (self.part, self.slots[i].rx.get(at)) {
+            // The peer's hello is in: a candidate for the leader.
+            (Some(Part::Leader), None) => self.propose(now),
+            (Some(Part::Leader), Some(&CONFIRMED)) if self.slots[i].proposed => {
+                self.win(port, Part::Leader)
             }
-            Election::FirstConnected => {}
+            (Some(Part::Follower), Some(&CHOSEN)) => {
+                // Confirm on the connection that carried the choice, then
+                // keep it. This is the only `!` the follower ever writes.
+                let mut bytes = Vec::new();
+                let _ = bytes.push(CONFIRMED);
+                self.act(Action::Send { port, bytes });
+                self.win(port, Part::Follower);
+            }
+            (_, None) => {}
+            // Anything else after the hello: not our protocol; drop it.
+            (_, Some(_)) => self.drop_connection(i, now),
         }
     }
 
-    fn follower_check(&mut self, i: usize, at: usize) {
-        match self.slots[i].rx.get(at) {
-            None => {}
-            Some(&CHOSEN) => {
-                let port = self.slots[i].port;
-                self.win(port, Part::Follower);
-            }
-            // Anything but `$` after the hello: not our protocol; drop it.
-            Some(_) => self.close_slot(i),
+    /// Leader: writes `$` on the next candidate unless a proposal is still
+    /// waiting for its confirmation. A candidate is an open connection not
+    /// proposed yet on which the peer's hello was read (nonce election),
+    /// or any open one (public-IP rule). Earlier proposals stay open: the
+    /// follower confirms only the first `$` it reads, so whichever
+    /// confirmation arrives first names the one connection both keep.
+    fn propose(&mut self, now: Instant) {
+        if self.outcome.is_some() || self.part != Some(Part::Leader) {
+            return;
+        }
+        if let Some((_, until)) = self.proposal
+            && time::micros(now) < time::micros(until)
+        {
+            return;
+        }
+        let need = match self.config.election {
+            Election::Nonce(_) => HELLO_LEN,
+            _ => 0,
+        };
+        let next = self
+            .slots
+            .iter()
+            .position(|s| s.phase == Phase::Open && !s.proposed && s.rx.len() >= need);
+        let Some(j) = next else {
+            // Nothing to propose: the next candidate is proposed at once.
+            self.proposal = None;
+            return;
+        };
+        let port = self.slots[j].port;
+        self.slots[j].proposed = true;
+        self.proposal = Some((port, time::add_millis(now, self.config.confirm_ms)));
+        let mut bytes = Vec::new();
+        let _ = bytes.push(CHOSEN);
+        self.act(Action::Send { port, bytes });
+    }
+
+    /// Closes slot `i` for good; a leader whose newest proposal it was
+    /// proposes another at once.
+    fn drop_connection(&mut self, i: usize, now: Instant) {
+        let port = self.slots[i].port;
+        self.close_slot(i);
+        if self.proposal.is_some_and(|(p, _)| p == port) {
+            self.proposal = None;
+            self.propose(now);
         }
     }
 
@@ -830,7 +940,7 @@ impl PunchMachine {
         match self.slots[i].phase {
             // The leader closes the connections it did not choose; the spray
             // and the wait for its choice go on.
-            Phase::Open => self.close_slot(i),
+            Phase::Open => self.drop_connection(i, now),
             Phase::Fired | Phase::Handshaking => self.failed(i, NetError::Reset, now),
             _ => {}
         }
@@ -871,6 +981,10 @@ impl PunchMachine {
     }
 }
 
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod sim_tests;
 #[cfg(test)]
 mod tests;
 

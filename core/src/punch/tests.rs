@@ -497,7 +497,7 @@ impl Pair {
             if n == 0 {
                 break;
             }
-            m.handle_data(port, &bytes[off..off + n]);
+            m.handle_data(port, &bytes[off..off + n], at_millis(150));
             off += n;
         }
         if closed_by_other.contains(&port) && off == bytes.len() {
@@ -543,15 +543,18 @@ fn nonce_election_picks_one_connection_on_both_sides() {
 
 #[test]
 fn a_late_connection_cannot_split_the_decision() {
-    // B (leader) hears A's hello on p2 first and decides p2, while A
-    // learned it follows from p1; A must still end on p2.
+    // B (leader) hears A's hello on p2 first and proposes p2, while A
+    // learned it follows from p1; A must still end on p2, and B only once
+    // A confirmed it (B keeps p1 open until then).
     let mut pair = Pair::new(Election::Nonce(5), Election::Nonce(9));
     let (p1, p2) = (pair.ports[1], pair.ports[2]);
     pair.open(p1);
     pair.open(p2);
-    pair.deliver(p2, false); // A's hello reaches B on p2: B decides p2
-    assert_eq!(pair.b.outcome().unwrap().unwrap().port, p2);
-    pair.deliver(p1, true); // B's hello on p1 (and B's FIN) reach A
+    pair.deliver(p2, false); // A's hello reaches B on p2: B proposes p2
+    assert_eq!(pair.b.outcome(), None, "B waits for A's confirmation");
+    assert!(pair.b_to_a.contains(&(p2, StdVec::from(*b"$"))));
+    assert!(!pair.b_closed.contains(&p1));
+    pair.deliver(p1, true); // B's hello on p1 reaches A
     assert_eq!(pair.a.outcome(), None, "A waits for the leader's choice");
     pair.deliver(p2, true);
     assert_eq!(
@@ -561,6 +564,16 @@ fn a_late_connection_cannot_split_the_decision() {
             part: Part::Follower
         }
     );
+    assert!(pair.a_to_b.contains(&(p2, StdVec::from(*b"!"))));
+    pair.deliver(p2, false); // the confirmation reaches B
+    assert_eq!(
+        pair.b.outcome().unwrap().unwrap(),
+        Winner {
+            port: p2,
+            part: Part::Leader
+        }
+    );
+    assert!(pair.b_closed.contains(&p1));
     // A third connection opening late at A changes nothing.
     st(
         &mut pair.a,
@@ -594,7 +607,7 @@ fn reading_our_own_hello_is_a_self_connection() {
     st(&mut m, port, ConnectStatus::Connected, at_millis(5));
     let hello = sent(&drain(&mut m), port);
     assert_eq!(hello.len(), HELLO_LEN);
-    m.handle_data(port, &hello);
+    m.handle_data(port, &hello, at_millis(6));
     assert_eq!(
         m.outcome(),
         Some(Ok(Winner {
@@ -612,7 +625,7 @@ fn garbage_instead_of_a_hello_drops_only_that_connection() {
     let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
-    m.handle_data(ports[0], b"GET / HTTP/1");
+    m.handle_data(ports[0], b"GET / HTTP/1", at_millis(6));
     assert_eq!(closed(&drain(&mut m)), BTreeSet::from([ports[0]]));
     assert_eq!(m.outcome(), None);
     assert_eq!(m.read_len(ports[0]), 0);
@@ -624,11 +637,11 @@ fn follower_rejects_anything_but_the_choice_byte() {
     let ports: StdVec<u16> = connect_ports(&mut m);
     st(&mut m, ports[0], ConnectStatus::Connected, at_millis(5));
     drain(&mut m);
-    let mut hello = StdVec::from(*b"PWH1");
+    let mut hello = StdVec::from(*b"PWH2");
     hello.extend_from_slice(&9u64.to_be_bytes());
-    m.handle_data(ports[0], &hello);
+    m.handle_data(ports[0], &hello, at_millis(6));
     assert_eq!(m.read_len(ports[0]), 1);
-    m.handle_data(ports[0], b"#");
+    m.handle_data(ports[0], b"#", at_millis(7));
     assert_eq!(closed(&drain(&mut m)), BTreeSet::from([ports[0]]));
     assert_eq!(m.outcome(), None);
 }
@@ -649,15 +662,9 @@ fn public_ip_rule_greater_address_leads() {
     );
     let (p1, p2) = (pair.ports[0], pair.ports[1]);
     pair.open(p1);
-    // The leader (B) chose at once and wrote `$`.
-    let wb = pair.b.outcome().unwrap().unwrap();
-    assert_eq!(
-        wb,
-        Winner {
-            port: p1,
-            part: Part::Leader
-        }
-    );
+    // The leader (B) proposed at once with `$` and waits for the
+    // follower's confirmation (no hello with this rule).
+    assert_eq!(pair.b.outcome(), None);
     assert_eq!(pair.b_to_a, [(p1, StdVec::from(*b"$"))]);
     st(&mut pair.a, p2, ConnectStatus::Connected, at_millis(100));
     pair.collect();
@@ -667,6 +674,13 @@ fn public_ip_rule_greater_address_leads() {
         Winner {
             port: p1,
             part: Part::Follower
+        }
+    );
+    assert_eq!(
+        pair.b.outcome().unwrap().unwrap(),
+        Winner {
+            port: p1,
+            part: Part::Leader
         }
     );
     assert!(pair.a_closed.contains(&p2));
@@ -734,7 +748,10 @@ fn reference_timing_sleeps_at_most_ten_seconds_then_sprays_five() {
     assert!(c.iter().all(|&(_, prime)| prime == 0), "no priming");
     let got: BTreeSet<u16> = c.iter().map(|&(p, _)| p).collect();
     assert_eq!(got, ports_of(40_476_190));
-    // A refused port is reconnected on the next pass, not at once.
+    // A refused port is reconnected at its own clock slot (here, without
+    // spread, one interval after the failure), not at the next pass of a
+    // 50 ms loop: lock-step passes on both sides can refuse each other for
+    // the whole window (see sim_tests::reference_mode_meets_tcp_punch_py).
     st(
         &mut m,
         c[0].0,
@@ -743,6 +760,8 @@ fn reference_timing_sleeps_at_most_ten_seconds_then_sprays_five() {
     );
     assert!(drain(&mut m).is_empty());
     m.handle_timeout(at_millis(10_050));
+    assert!(drain(&mut m).is_empty());
+    m.handle_timeout(at_millis(10_060));
     assert_eq!(connects(&drain(&mut m)), [(c[0].0, 0)]);
     m.handle_timeout(at_millis(15_000));
     assert_eq!(m.outcome(), Some(Err(PunchError::Timeout)));
