@@ -1,7 +1,7 @@
 //! The pw1 connection machine. See the module docs of [`super`] for the
 //! protocol and the call order.
 
-use super::congestion::{AckedPacket, LostPacket};
+use super::congestion::{AckedPacket, Controller, LostPacket};
 use super::pool::{CHUNK_CAP, ChunkState, List, NONE, Pool};
 use super::ranges::RangeSet;
 use super::recovery::{Control, MAX_CONTROLS, PACKET_THRESHOLD, Rtt, SentPacket};
@@ -130,7 +130,7 @@ impl<'a> Connection<'a> {
             rtt: Rtt::new(),
             pto_count: 0,
             probes_due: 0,
-            cc: Cc::new(cfg.congestion, mtu as usize),
+            cc: super::new_cc(cfg.congestion, mtu as usize),
             pacer: super::pacer::Pacer::new(mtu as usize),
             retransmit: List::EMPTY,
             rr_cursor: 0,

@@ -58,7 +58,6 @@ pub use recovery::SentPacket;
 pub use stream::{Stream, code};
 
 use crate::frame::pw1 as wire;
-use crate::time::Instant;
 use core::fmt;
 
 /// Which congestion controller to run.
@@ -347,69 +346,18 @@ pub struct Stats {
 }
 
 /// The configured controller.
-pub(crate) enum Cc {
-    Bbr(Bbr),
-    NewReno(NewReno),
-}
+pub(crate) type Cc = congestion::AnyController;
 
-impl Cc {
-    fn new(kind: CcKind, mtu: usize) -> Self {
-        match kind {
-            CcKind::Bbr => Cc::Bbr(Bbr::new(congestion::BbrConfig {
-                max_datagram: mtu,
-                ..congestion::BbrConfig::default()
-            })),
-            CcKind::NewReno => Cc::NewReno(NewReno::new(congestion::NewRenoConfig {
-                max_datagram: mtu,
-                ..congestion::NewRenoConfig::default()
-            })),
-        }
-    }
-
-    fn get(&self) -> &dyn Controller {
-        match self {
-            Cc::Bbr(c) => c,
-            Cc::NewReno(c) => c,
-        }
-    }
-
-    fn get_mut(&mut self) -> &mut dyn Controller {
-        match self {
-            Cc::Bbr(c) => c,
-            Cc::NewReno(c) => c,
-        }
-    }
-
-    fn on_sent(&mut self, now: Instant, bytes: usize, in_flight: usize) -> congestion::SentState {
-        self.get_mut().on_sent(now, bytes, in_flight)
-    }
-    fn on_ack(
-        &mut self,
-        now: Instant,
-        acked: &[congestion::AckedPacket],
-        rtt: Option<u64>,
-        min_rtt: u64,
-        in_flight: usize,
-    ) {
-        self.get_mut().on_ack(now, acked, rtt, min_rtt, in_flight)
-    }
-    fn on_loss(&mut self, now: Instant, lost: &[congestion::LostPacket], in_flight: usize) {
-        self.get_mut().on_loss(now, lost, in_flight)
-    }
-    fn on_persistent_congestion(&mut self, now: Instant) {
-        self.get_mut().on_persistent_congestion(now)
-    }
-    fn on_app_limited(&mut self, in_flight: usize) {
-        self.get_mut().on_app_limited(in_flight)
-    }
-    fn cwnd(&self) -> usize {
-        self.get().cwnd()
-    }
-    fn pacing_rate(&self) -> u64 {
-        self.get().pacing_rate()
-    }
-    fn stats(&self) -> CcStats {
-        self.get().stats()
+fn new_cc(kind: CcKind, mtu: usize) -> Cc {
+    match kind {
+        CcKind::Bbr => Cc::Bbr(Bbr::new(congestion::BbrConfig {
+            max_datagram: mtu,
+            ..congestion::BbrConfig::default()
+        })),
+        CcKind::NewReno => Cc::NewReno(NewReno::new(congestion::NewRenoConfig {
+            max_datagram: mtu,
+            ..congestion::NewRenoConfig::default()
+        })),
     }
 }
 
