@@ -351,6 +351,10 @@ struct FakePath {
     queued: heapless::Vec<(u64, net::IcmpReport), 64>,
     sent: usize,
     closed: bool,
+    /// Refuse this many sends with WouldBlock (a stack resolving the next
+    /// hop), each until 10 ms have passed.
+    refuse: u32,
+    refused_at: Option<u64>,
 }
 
 impl net::IcmpProbe for FakePath {
@@ -367,6 +371,14 @@ impl net::IcmpProbe for FakePath {
     ) -> crate::net::NetResult<()> {
         assert_eq!(s, 7);
         assert!(payload.is_empty());
+        if self.refuse > 0 {
+            let since = *self.refused_at.get_or_insert(self.now_ms);
+            if self.now_ms < since + 10 {
+                return Err(crate::net::NetError::WouldBlock);
+            }
+            self.refuse -= 1;
+            self.refused_at = None;
+        }
         self.sent += 1;
         let on = self.path[usize::from(ttl - 1).min(self.path.len() - 1)];
         let report = match on {
@@ -419,6 +431,8 @@ fn fake(path: &'static [On]) -> FakePath {
         queued: heapless::Vec::new(),
         sent: 0,
         closed: false,
+        refuse: 0,
+        refused_at: None,
     }
 }
 
@@ -444,4 +458,16 @@ fn learn_falls_back_on_a_silent_path_within_its_rounds() {
         1000 + u64::from(DEFAULT_ROUNDS) * DEFAULT_ROUND_MS
     );
     assert!(net.closed);
+}
+
+#[test]
+fn learn_retries_a_probe_the_platform_cannot_take_yet() {
+    static PATH: [On; 3] = [On::Router(HOME), On::Router(ISP), On::PeerRejects];
+    let mut net = fake(&PATH);
+    net.refuse = 2;
+    let o = learn(&mut net, ProbeConfig::new(PEER)).unwrap();
+    assert_eq!((o.ttl, o.reason), (2, Reason::FirstPublicRouter(ISP)));
+    // Every probe went out; two of them 10 ms late each.
+    assert_eq!(net.sent, usize::from(DEFAULT_MAX_TTL));
+    assert_eq!(net.now_ms, 1000 + 20 + 40);
 }
