@@ -990,3 +990,218 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::frame::Role;
+    use crate::frame::tail::CAPS_LEN;
+    use crate::time::at_millis;
+    use crate::tunnel::Config;
+    use crate::tunnel::pw1::{Chunk, SentPacket, Stream};
+    use core::net::{Ipv4Addr, SocketAddrV4};
+    use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
+
+    const PEER: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 5555));
+
+    struct Mem {
+        ep: Box<Endpoint<1, 1400>>,
+        send: Vec<Chunk>,
+        recv: Vec<Chunk>,
+        sent: Vec<SentPacket>,
+        streams: Vec<Stream>,
+    }
+
+    fn mem(role: Role) -> Mem {
+        Mem {
+            ep: Box::new(Endpoint::new(Config::new(role), at_millis(0))),
+            send: vec![Chunk::EMPTY; 16],
+            recv: vec![Chunk::EMPTY; 32],
+            sent: vec![SentPacket::EMPTY; 64],
+            streams: vec![Stream::EMPTY; 4],
+        }
+    }
+
+    fn tunnel(m: &mut Mem, local: Local, protocol: Protocol) -> Tunnel<'_, 1400> {
+        let mut p = pw1::Config::new(false);
+        p.max_streams = 4;
+        p.initial_chunks = 2;
+        let cfg = MachineConfig {
+            peer: PEER,
+            local,
+            protocol,
+            prime_ttl: 2,
+            normal_ttl: 64,
+            heartbeat_ms: 15_000,
+            silence_ms: 120_000,
+            pw1: p,
+            token: 0xAAAA,
+        };
+        let storage = Storage {
+            send: &mut m.send,
+            recv: &mut m.recv,
+            sent: &mut m.sent,
+            streams: &mut m.streams,
+        };
+        Tunnel::new(cfg, Some(&mut *m.ep), Some(storage), at_millis(0))
+    }
+
+    fn from(port: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), port))
+    }
+
+    fn caps_heartbeat(token: u64, peer_token: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 8 + CAPS_LEN];
+        b[..8].copy_from_slice(Role::Connect.greeting());
+        Tail::Caps(Caps {
+            flags: FLAG_PW1,
+            token,
+            peer_token,
+            max_streams: 4,
+            initial_chunks: 2,
+            max_datagram: 1400,
+        })
+        .emit(&mut b[8..])
+        .unwrap();
+        b
+    }
+
+    fn events<const F: usize>(t: &mut Tunnel<'_, F>) -> Vec<Event> {
+        core::iter::from_fn(|| t.poll_event()).collect()
+    }
+
+    #[test]
+    fn first_heartbeats_prime_then_carry_capabilities() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        let mut buf = vec![0u8; 2000];
+        let tx = t.poll_transmit(at_millis(0), &mut buf).unwrap();
+        assert_eq!(tx.ttl, 2, "the first heartbeats prime");
+        assert_eq!(&buf[..8], b"HELOSRVR");
+        assert!(
+            matches!(Tail::parse(&buf[8..tx.len]), Tail::Caps(c) if c.pw1() && c.token == 0xAAAA)
+        );
+        for k in 1..=PRIME_COUNT as u64 + 1 {
+            t.handle_timeout(at_millis(200 * k));
+            let tx = t.poll_transmit(at_millis(200 * k), &mut buf).unwrap();
+            let want = if k < u64::from(PRIME_COUNT) { 2 } else { 64 };
+            assert_eq!(tx.ttl, want, "heartbeat {k}");
+        }
+    }
+
+    #[test]
+    fn capabilities_negotiate_pw1_and_a_bare_heartbeat_v012() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        t.handle_datagram(at_millis(10), PEER, &caps_heartbeat(0xBBBB, 0));
+        assert_eq!(t.chosen(), Chosen::Pw1);
+        let ev = events(&mut t);
+        assert!(ev.contains(&Event::PeerHeard(PEER)) && ev.contains(&Event::Protocol(Chosen::Pw1)));
+        // It did not know us: our capabilities go back at once.
+        let mut buf = vec![0u8; 2000];
+        let tx = t.poll_transmit(at_millis(10), &mut buf).unwrap();
+        assert!(matches!(Tail::parse(&buf[8..tx.len]), Tail::Caps(c) if c.peer_token == 0xBBBB));
+        assert!(t.can_accept());
+
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        t.handle_datagram(at_millis(10), PEER, b"HELOCLNT");
+        assert_eq!(t.chosen(), Chosen::V012);
+
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Pw1);
+        t.handle_datagram(at_millis(10), PEER, b"HELOCLNT");
+        assert!(events(&mut t).contains(&Event::ProtocolRefused));
+        assert_eq!(t.chosen(), Chosen::Undecided);
+    }
+
+    #[test]
+    fn a_bare_heartbeat_from_another_port_does_not_redirect() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::V012);
+        t.handle_datagram(at_millis(10), PEER, b"HELOCLNT");
+        assert_eq!(t.peer(), PEER);
+        // A third party on the peer's carrier NAT.
+        t.handle_datagram(at_millis(20), from(40000), b"HELOCLNT");
+        t.handle_datagram(at_millis(30), from(40000), b"A\x00\x01\xff\xfe");
+        assert_eq!(t.peer(), PEER, "the tunnel stays with the peer");
+        assert_eq!(t.link_stats().unvalidated, 2);
+        // After the current port fell silent for PORT_SILENCE_MS, the peer
+        // may really have moved: a well-formed datagram moves it.
+        t.handle_datagram(
+            at_millis(10 + PORT_SILENCE_MS + 1),
+            from(40001),
+            b"HELOCLNT",
+        );
+        assert_eq!(t.peer(), from(40001));
+        assert!(events(&mut t).contains(&Event::PeerMoved(from(40001))));
+    }
+
+    #[test]
+    fn before_first_contact_a_heartbeat_from_another_port_is_the_peer() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        // Junk first: a bare ack decides nothing and moves nothing.
+        t.handle_datagram(at_millis(5), from(40000), b"A\x00\x01\xff\xfe");
+        assert!(!t.is_heard());
+        t.handle_datagram(at_millis(10), from(40002), &caps_heartbeat(0xBBBB, 0));
+        assert_eq!(t.peer(), from(40002), "its NAT moved its port");
+        // With the peer's token, a later move is validated at once.
+        t.handle_datagram(at_millis(20), from(40003), &caps_heartbeat(0xBBBB, 0xAAAA));
+        assert_eq!(t.peer(), from(40003));
+        // Another token from another port is not the peer.
+        t.handle_datagram(at_millis(30), from(40004), &caps_heartbeat(0xCCCC, 0xAAAA));
+        assert_eq!(t.peer(), from(40003));
+    }
+
+    #[test]
+    fn a_new_token_is_a_restart() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        t.handle_datagram(at_millis(10), PEER, &caps_heartbeat(0xBBBB, 0xAAAA));
+        let id = t.accept_local(at_millis(20)).expect("a stream");
+        assert_eq!(t.open_streams(), 1);
+        let _ = events(&mut t);
+        t.handle_datagram(at_millis(5000), PEER, &caps_heartbeat(0xDDDD, 0));
+        let ev = events(&mut t);
+        assert!(ev.contains(&Event::PeerRestarted) && ev.contains(&Event::AllStreamsReset));
+        assert_eq!(t.chosen(), Chosen::Pw1);
+        assert_eq!(t.open_streams(), 0);
+        assert_eq!(t.stream_peek(id), StreamRead::Unknown);
+        assert!(t.can_accept(), "the new incarnation is served at once");
+    }
+
+    #[test]
+    fn a_client_waiting_on_a_silent_peer_means_udphp() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        assert!(!t.can_accept());
+        t.local_waiting(at_millis(100));
+        t.handle_timeout(at_millis(100 + SILENT_PEER_V012_MS - 1));
+        assert_eq!(t.chosen(), Chosen::Undecided);
+        assert!(
+            t.poll_timeout()
+                .is_some_and(|d| micros(d) <= micros(at_millis(100 + SILENT_PEER_V012_MS)))
+        );
+        t.handle_timeout(at_millis(100 + SILENT_PEER_V012_MS));
+        assert_eq!(t.chosen(), Chosen::V012);
+        assert!(t.can_accept());
+    }
+
+    #[test]
+    fn silence_is_reported_once() {
+        let mut m = mem(Role::Connect);
+        let mut t = tunnel(&mut m, Local::Connect(22), Protocol::Auto);
+        t.handle_datagram(at_millis(10), PEER, b"HELOSRVR");
+        let _ = events(&mut t);
+        t.handle_timeout(at_millis(10 + 120_000));
+        assert!(events(&mut t).contains(&Event::PeerSilent));
+        t.handle_timeout(at_millis(20 + 120_000));
+        assert!(!events(&mut t).contains(&Event::PeerSilent));
+        assert!(t.is_silent());
+    }
+}
