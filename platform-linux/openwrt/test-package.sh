@@ -248,6 +248,7 @@ punchwire start" "$(cat "$r/tmp/rc.log" 2>/dev/null)"
     check "$name: start with 'office' enabled opens its procd instance" "open office
 set command /usr/bin/punchwire
 append command tcp
+append command --name office
 append command 198.51.100.2
 append command --timeout
 append command 300

@@ -205,6 +205,7 @@ start_service 2>/dev/null
 expected_procd="open tcpfwd
 set command /usr/bin/punchwire
 append command tcp
+append command --name tcpfwd
 append command 198.51.100.2
 append command --forward
 append command 22
@@ -215,6 +216,7 @@ close
 open tcplisten
 set command /usr/bin/punchwire
 append command tcp
+append command --name tcplisten
 append command 203.0.113.2
 append command --timeout
 append command 300
@@ -233,6 +235,7 @@ close
 open udpc
 set command /usr/bin/punchwire
 append command udp
+append command --name udpc
 append command -c
 append command 22
 append command 198.51.100.2
@@ -250,6 +253,7 @@ close
 open udpl
 set command /usr/bin/punchwire
 append command udp
+append command --name udpl
 append command -l
 append command 2223
 append command 203.0.113.2

@@ -10,3 +10,4 @@
 pub mod clock;
 pub mod net;
 pub mod relay;
+pub mod status;

@@ -14,6 +14,7 @@ use punchwire_core::tunnel::{
 use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
 use punchwire_linux::clock;
 use punchwire_linux::net::LinuxNet;
+use punchwire_linux::status;
 
 /// Help text.
 pub const HELP: &str = "\
@@ -45,6 +46,7 @@ Options:
   --no-compress          send every frame uncompressed
   --bind-port N          bind this UDP port instead of UDP_PORT (still send to
                          PEER_IP:UDP_PORT): for both sides on one machine
+  --name NAME            name in `punchwire status` [default: udp-PID]
   -v, --verbose          more log lines; -q, --quiet: errors only
   -h, --help             print this help
 
@@ -76,6 +78,7 @@ struct Options {
     sessions: Option<u32>,
     ttl: u8,
     compress: bool,
+    name: Option<String>,
     verbosity: i32,
 }
 
@@ -102,6 +105,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         sessions: None,
         ttl: 3,
         compress: true,
+        name: None,
         verbosity: 0,
     };
     while let Some(arg) = p.next()? {
@@ -161,6 +165,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
                 let v = text("--bind-port", p.value()?)?;
                 o.bind_port = Some(port("--bind-port", &v)?);
             }
+            Long("name") => o.name = Some(crate::args::name(text("--name", p.value()?)?)?),
             Short('h') | Long("help") => return Ok(None),
             Value(v) => positional.push(text("argument", v)?),
             other => return Err(other.unexpected().into()),
@@ -229,7 +234,7 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         local: o.local,
         prime_ttl: o.ttl,
         normal_ttl: 64,
-        stats_every_ms: o.stats_ms,
+        stats_every_ms: Some(status_hook::tick_ms(o.stats_ms)),
     };
     match o.local {
         Local::Connect(p) => info!(
@@ -241,11 +246,14 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             o.peer, o.udp_port
         ),
     }
+    let mut status = status_hook::publisher(&o);
+    let mut stats_ticks = 0u64;
     let mut code = exit::OK;
     let mut done_sessions = 0u32;
     let mut foreign = 0u64;
     let result = tunnel::run(&mut net, &mut *ep, cfg, |event| match event {
         TunnelEvent::PeerHeard(a) => {
+            status.set_state(status::State::Connected);
             info!("peer heard from {a}: the hole is open");
             Flow::Continue
         }
@@ -254,15 +262,18 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             Flow::Continue
         }
         TunnelEvent::PeerSilent => {
+            status.set_state(status::State::PeerSilent);
             log::error!("peer silent for {} s: giving up", o.silence_ms / 1000);
             code = exit::SILENT;
             Flow::Stop
         }
         TunnelEvent::SessionStarted(n) => {
+            status.session_started();
             info!("session {n} started");
             Flow::Continue
         }
         TunnelEvent::SessionEnded(n) => {
+            status.session_ended();
             info!("session {n} ended");
             done_sessions += 1;
             if o.sessions.is_some_and(|want| done_sessions >= want) {
@@ -289,7 +300,13 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             Flow::Continue
         }
         TunnelEvent::Stats(s) => {
-            info!("{}", stats_line(&s));
+            status.update_stats(&status_hook::counters(&s));
+            stats_ticks += 1;
+            if let Some(ms) = o.stats_ms
+                && stats_ticks.is_multiple_of(status_hook::ticks_per_line(ms))
+            {
+                info!("{}", stats_line(&s));
+            }
             Flow::Continue
         }
     });
@@ -305,6 +322,78 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
                 TunnelError::Listen(_) => exit::LOCAL,
                 TunnelError::Wait(_) => exit::IO,
             })
+        }
+    }
+}
+
+// ---- status hook (`punchwire status`) --------------------------------------
+// Everything the udp command needs for `punchwire status`, kept apart so it
+// can move into the new tunnel code: the publisher (created before the
+// tunnel runs: state punching), set_state on PeerHeard (connected) and
+// PeerSilent, session_started/ended on the session events, and
+// update_stats on every Stats event. The driver's Stats event is asked for
+// at least once a second; the `--stats` log line keeps its own interval.
+mod status_hook {
+    use super::Options;
+    use punchwire_core::tunnel::{Local, Stats};
+    use punchwire_linux::status::{Counters, Info, Mode, Protocol, Publisher, State};
+    use std::time::Duration;
+
+    /// Stats events this many ticks apart make one `--stats` line.
+    pub fn ticks_per_line(stats_ms: u64) -> u64 {
+        stats_ms.div_ceil(1000).max(1)
+    }
+
+    /// The driver's stats interval: 1 s, or `--stats` split evenly into
+    /// ticks of at most 1 s.
+    pub fn tick_ms(stats_ms: Option<u64>) -> u64 {
+        stats_ms.map_or(1000, |ms| (ms / ticks_per_line(ms)).max(1))
+    }
+
+    pub fn publisher(o: &Options) -> Publisher {
+        let mut p = Publisher::new(
+            Info {
+                name: o
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("udp-{}", std::process::id())),
+                mode: Mode::Udp,
+                role: match o.local {
+                    Local::Connect(_) => "connect",
+                    Local::Listen(_) => "listen",
+                }
+                .to_string(),
+                peer: format!("{}:{}", o.peer, o.udp_port),
+                protocol: Some(Protocol::V012),
+            },
+            State::Punching,
+        );
+        // Two heartbeats missed (and a second of slack): peer silent.
+        p.set_silence_threshold(Duration::from_millis(2 * u64::from(o.heartbeat_ms) + 1000));
+        p
+    }
+
+    pub fn counters(s: &Stats) -> Counters {
+        Counters {
+            rtt_us: s.srtt_us,
+            bytes_sent: s.payload_bytes_sent,
+            bytes_received: s.payload_bytes_received,
+            retransmits: s.retransmits,
+            heard: s.datagrams_received,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn stats_ticks() {
+            assert_eq!((tick_ms(None), ticks_per_line(1000)), (1000, 1));
+            assert_eq!((tick_ms(Some(500)), ticks_per_line(500)), (500, 1));
+            assert_eq!((tick_ms(Some(5000)), ticks_per_line(5000)), (1000, 5));
+            assert_eq!((tick_ms(Some(2500)), ticks_per_line(2500)), (833, 3));
+            assert_eq!(tick_ms(Some(1)), 1);
         }
     }
 }
