@@ -34,6 +34,7 @@
 extern crate alloc;
 
 pub mod compress;
+pub mod devconfig;
 pub mod digest;
 pub mod frame;
 pub mod net;

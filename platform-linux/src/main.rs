@@ -22,6 +22,8 @@ Commands:
   udp         punch a UDP hole and tunnel local TCP sessions (udphp.py v0.12)
   schedule    print the shared-clock port schedule (bucket, ports, candidates)
   status      list the running tcp/udp instances and how they are doing
+  firmware-config
+              write the ESP32-C3 firmware's configuration partition image
 
 Options:
   -v, --verbose   more log lines on stderr (repeat for even more)
@@ -68,6 +70,7 @@ fn run() -> Result<u8, UsageError> {
                     "tcp" => cmd::tcp::run(parser),
                     "udp" => cmd::udp::run(parser),
                     "status" => cmd::status::run(parser),
+                    "firmware-config" => cmd::firmware_config::run(parser),
                     other => Err(args::usage(format!(
                         "unknown command {other:?} (try `punchwire --help`)"
                     ))),
