@@ -687,9 +687,16 @@ pub fn read_dir(dir: &Path) -> io::Result<Vec<Entry>> {
         };
         out.push(Entry { snap, alive });
     }
-    out.sort_unstable_by(|a, b| {
-        (a.snap.info.name.as_str(), a.snap.pid).cmp(&(b.snap.info.name.as_str(), b.snap.pid))
-    });
+    // A handful of entries: an insertion sort is plenty, and ~3 KB smaller
+    // than the slice sorts.
+    let key = |e: &Entry| (e.snap.info.name.clone(), e.snap.pid);
+    for i in 1..out.len() {
+        let mut j = i;
+        while j > 0 && key(&out[j - 1]) > key(&out[j]) {
+            out.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     Ok(out)
 }
 
