@@ -35,6 +35,7 @@ extern crate alloc;
 
 pub mod birthday;
 pub mod compress;
+pub mod devconfig;
 pub mod digest;
 pub mod frame;
 pub mod net;

@@ -30,83 +30,11 @@ check() {
 }
 
 # --- fake OpenWrt /lib/functions.sh (UCI) and logger -----------------------
-# UCI files live in $UCI_DIR/<config>; config_load only remembers which.
 UCI_DIR="$tmp/uci"
+FAKE_LOG="$tmp/log"
 mkdir -p "$UCI_DIR"
-uci_file=
-config_load() { uci_file="$UCI_DIR/$1"; [ -f "$uci_file" ]; }
-
-# _uci_get SECTION OPTION: print the option's value (last one wins, quotes
-# removed), nothing if unset.
-_uci_get() {
-	awk -v s="$1" -v o="$2" '
-		function unq(v) {
-			if (v ~ /^'\''.*'\''$/ || v ~ /^".*"$/) v = substr(v, 2, length(v) - 2)
-			return v
-		}
-		$1 == "config" { sec = unq($3); next }
-		$1 == "option" && sec == s && $2 == o {
-			v = $0
-			sub(/^[ \t]*option[ \t]+[^ \t]+[ \t]*/, "", v)
-			sub(/[ \t]+$/, "", v)
-			val = unq(v); found = 1
-		}
-		END { if (found) printf "%s", val }
-	' "$uci_file"
-}
-
-# config_get VAR SECTION OPTION [DEFAULT] (default also for an empty value,
-# as OpenWrt's); config_get SECTION OPTION prints instead.
-config_get() {
-	if [ $# -le 2 ]; then
-		_uci_get "$1" "$2"
-		return 0
-	fi
-	_cg_v="$(_uci_get "$2" "$3")"
-	[ -n "$_cg_v" ] || _cg_v="${4:-}"
-	eval "$1=\$_cg_v"
-}
-
-# config_get_bool VAR SECTION OPTION [DEFAULT]: 1 or 0, as OpenWrt's.
-config_get_bool() {
-	config_get _cgb_v "$2" "$3" "${4:-}"
-	case "$_cgb_v" in
-		1|on|true|yes|enabled) _cgb_v=1 ;;
-		0|off|false|no|disabled) _cgb_v=0 ;;
-		*) _cgb_v="${4:-}" ;;
-	esac
-	eval "$1=\$_cgb_v"
-}
-
-# config_foreach FUNCTION [TYPE] [ARGS...]: FUNCTION SECTION ARGS for each
-# named section of TYPE (all sections if TYPE is empty), in file order.
-config_foreach() {
-	_cf_fn="$1"
-	_cf_type="${2:-}"
-	if [ $# -ge 2 ]; then shift 2; else shift; fi
-	# UCI section names are words ([A-Za-z0-9_]).
-	# shellcheck disable=SC2013
-	for _cf_s in $(awk -v t="$_cf_type" '
-		$1 == "config" && (t == "" || $2 == t) {
-			s = $3; gsub(/['\''"]/, "", s); print s
-		}' "$uci_file"); do
-		"$_cf_fn" "$_cf_s" "$@"
-	done
-}
-
-# logger: append "TAG PRIORITY MESSAGE" to $tmp/log.
-logger() {
-	_lg_tag=logger _lg_pri=user.notice
-	while [ $# -gt 0 ]; do
-		case "$1" in
-			-t) _lg_tag="$2"; shift 2 ;;
-			-p) _lg_pri="$2"; shift 2 ;;
-			-s) shift ;;
-			*) break ;;
-		esac
-	done
-	echo "$_lg_tag $_lg_pri $*" >>"$tmp/log"
-}
+# shellcheck source=SCRIPTDIR/fake-openwrt.sh
+. "$here/fake-openwrt.sh"
 
 # --- the test configuration -----------------------------------------------
 cat >"$UCI_DIR/punchwire" <<'UCI'
@@ -277,6 +205,7 @@ start_service 2>/dev/null
 expected_procd="open tcpfwd
 set command /usr/bin/punchwire
 append command tcp
+append command --name tcpfwd
 append command 198.51.100.2
 append command --forward
 append command 22
@@ -287,6 +216,7 @@ close
 open tcplisten
 set command /usr/bin/punchwire
 append command tcp
+append command --name tcplisten
 append command 203.0.113.2
 append command --timeout
 append command 300
@@ -305,6 +235,7 @@ close
 open udpc
 set command /usr/bin/punchwire
 append command udp
+append command --name udpc
 append command -c
 append command 22
 append command 198.51.100.2
@@ -322,6 +253,7 @@ close
 open udpl
 set command /usr/bin/punchwire
 append command udp
+append command --name udpl
 append command -l
 append command 2223
 append command 203.0.113.2

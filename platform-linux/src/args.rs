@@ -45,6 +45,17 @@ pub fn port(option: &str, value: &str) -> Result<u16, UsageError> {
     }
 }
 
+/// An instance name for `punchwire status` (`--name`).
+pub fn name(value: String) -> Result<String, UsageError> {
+    if punchwire_linux::status::valid_name(&value) {
+        Ok(value)
+    } else {
+        Err(usage(format!(
+            "--name: expected 1-64 of A-Z a-z 0-9 _ . : @ -, got {value:?}"
+        )))
+    }
+}
+
 /// An IP TTL, 0-255.
 pub fn ttl(option: &str, value: &str) -> Result<u8, UsageError> {
     value

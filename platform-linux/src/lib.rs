@@ -12,3 +12,4 @@ pub mod net;
 pub mod probe;
 pub mod random;
 pub mod relay;
+pub mod status;

@@ -21,6 +21,9 @@ Commands:
   tcp         punch a TCP connection to a peer, then netcat or relay a port
   udp         punch a UDP hole and tunnel local TCP sessions (udphp.py v0.12)
   schedule    print the shared-clock port schedule (bucket, ports, candidates)
+  status      list the running tcp/udp instances and how they are doing
+  firmware-config
+              write the ESP32-C3 firmware's configuration partition image
 
 Options:
   -v, --verbose   more log lines on stderr (repeat for even more)
@@ -66,6 +69,8 @@ fn run() -> Result<u8, UsageError> {
                     "schedule" => cmd::schedule::run(parser),
                     "tcp" => cmd::tcp::run(parser),
                     "udp" => cmd::udp::run(parser),
+                    "status" => cmd::status::run(parser),
+                    "firmware-config" => cmd::firmware_config::run(parser),
                     other => Err(args::usage(format!(
                         "unknown command {other:?} (try `punchwire --help`)"
                     ))),

@@ -10,6 +10,7 @@
 #![no_main]
 
 mod config;
+mod devcfg;
 mod device;
 mod engine;
 mod net;
@@ -67,21 +68,33 @@ fn main() -> ! {
 
     println!("punchwire firmware {}", env!("CARGO_PKG_VERSION"));
 
-    // black_box: with the default empty SSID the compiler would otherwise
-    // drop everything below as dead code, and an unconfigured (CI) build
-    // would not show the real image's size or prove that it links.
-    let cfg = core::hint::black_box(CONFIG);
+    // The per-device partition over the build-time values. (It is read
+    // at run time, so the compiler keeps everything below even in an
+    // unconfigured CI build: the image's size and link are the real ones.)
+    let cfg = match devcfg::load(peripherals.FLASH, CONFIG) {
+        devcfg::Boot::Run(cfg) => cfg,
+        devcfg::Boot::Idle => idle(),
+    };
     if cfg.ssid.is_empty() {
-        println!("PW_WIFI_SSID was not set when this image was built; not joining any network");
-        loop {
-            sleep(Duration::from_secs(3600));
-        }
+        println!(
+            "no Wi-Fi SSID: neither the config partition nor PW_WIFI_SSID at build time set one; not joining any network"
+        );
+        idle();
     }
 
     let mut wifi = WifiController::new(peripherals.WIFI, ControllerConfig::default())
         .expect("Wi-Fi controller init");
-    wifi.set_config(&station_config(&cfg))
-        .expect("Wi-Fi station config");
+    match station_config(&cfg).map(|sc| wifi.set_config(&sc)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            println!("Wi-Fi: the driver refused the station config ({e:?}); idling");
+            idle();
+        }
+        Err(what) => {
+            println!("Wi-Fi: the driver refused the {what}; idling");
+            idle();
+        }
+    }
 
     let device = DriverDevice::new(Interface::station());
     // The radio is on, so the hardware RNG is a true random source.
@@ -100,6 +113,14 @@ fn main() -> ! {
     }
 
     engine::run(&cfg, &mut wifi, &mut net, rng, ram)
+}
+
+/// Sleeps for ever (an unusable configuration: nothing to do, nothing to
+/// guess).
+fn idle() -> ! {
+    loop {
+        sleep(Duration::from_secs(3600));
+    }
 }
 
 /// Rejoins Wi-Fi if the link is down and waits for a DHCP lease, keeping
@@ -135,20 +156,22 @@ fn online<D: embassy_net_driver::Driver>(
     }
 }
 
-fn station_config(cfg: &Config) -> WifiConfig {
-    let ssid = Ssid::try_from(cfg.ssid).expect("PW_WIFI_SSID rejected by the driver");
+/// The station settings, or which value the driver refused (the
+/// configuration may come from a partition: no panic on its content).
+fn station_config(cfg: &Config) -> Result<WifiConfig, &'static str> {
+    let ssid = Ssid::try_from(cfg.ssid).map_err(|_| "SSID")?;
     let auth = if cfg.password.is_empty() {
         AuthenticationMethodConfig::Open
     } else {
         AuthenticationMethodConfig::Wpa2Personal(
-            Password::try_from(cfg.password).expect("PW_WIFI_PASSWORD rejected by the driver"),
+            Password::try_from(cfg.password).map_err(|_| "Wi-Fi password")?,
         )
     };
-    WifiConfig::Station(
+    Ok(WifiConfig::Station(
         StationConfig::default()
             .with_ssid(ssid)
             .with_authentication(auth),
-    )
+    ))
 }
 
 /// Associates with the AP, retrying until it works.

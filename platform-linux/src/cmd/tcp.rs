@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
 use punchwire_linux::net::{LinuxNet, close_gracefully};
-use punchwire_linux::{clock, relay};
+use punchwire_linux::{clock, relay, status};
 
 /// Help text.
 pub const HELP: &str = "\
@@ -48,6 +48,7 @@ Options:
                          127.0.0.1:PORT (the tunnel's -c role)
   --listen PORT          accept one local connection on 127.0.0.1:PORT and
                          relay it (the tunnel's -l role)
+  --name NAME            name in `punchwire status` [default: tcp-PID]
   -v, --verbose          more progress on stderr (repeat for more)
   -q, --quiet            nothing on stderr but errors
   -h, --help             print this help
@@ -91,6 +92,7 @@ struct Options {
     reference: bool,
     forward: Option<u16>,
     listen: Option<u16>,
+    name: Option<String>,
     verbosity: i32,
 }
 
@@ -112,6 +114,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         reference: false,
         forward: None,
         listen: None,
+        name: None,
         verbosity: 0,
     };
     while let Some(arg) = p.next()? {
@@ -162,6 +165,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
                 let v = text("--listen", p.value()?)?;
                 o.listen = Some(port("--listen", &v)?);
             }
+            Long("name") => o.name = Some(crate::args::name(text("--name", p.value()?)?)?),
             Short('v') | Long("verbose") => o.verbosity += 1,
             Short('q') | Long("quiet") => o.verbosity = -1,
             Short('h') | Long("help") => return Ok(None),
@@ -248,6 +252,25 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             return Ok(exit::IO);
         }
     };
+    // `punchwire status`: punching now, connected once a port wins.
+    let mut status = status::Publisher::new(
+        status::Info {
+            name: o
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("tcp-{}", std::process::id())),
+            mode: status::Mode::Tcp,
+            role: match (o.forward, o.listen) {
+                (Some(_), _) => "forward",
+                (_, Some(_)) => "listen",
+                _ => "netcat",
+            }
+            .to_string(),
+            peer: o.peer.to_string(),
+            protocol: None,
+        },
+        status::State::Punching,
+    );
     let start = clock::now();
     let unix = clock::unix_now(o.offset_ms);
     let mut machine = match PunchMachine::new(config, start, unix) {
@@ -309,6 +332,9 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         winner.port,
         describe(winner.part)
     );
+    status.set_peer(format!("{}:{}", o.peer, winner.port));
+    status.set_state(status::State::Connected);
+    status.session_started();
     let Some(conn) = net.take_tcp(handle) else {
         log::error!("internal: the winning socket vanished");
         return Ok(exit::IO);

@@ -16,6 +16,7 @@ use punchwire_core::tunnel::{
 use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
 use punchwire_linux::clock;
 use punchwire_linux::net::LinuxNet;
+use punchwire_linux::status;
 
 /// Help text.
 pub const HELP: &str = "\
@@ -57,6 +58,7 @@ Options:
   --no-compress          send every frame uncompressed
   --bind-port N          bind this UDP port instead of UDP_PORT (still send to
                          PEER_IP:UDP_PORT): for both sides on one machine
+  --name NAME            name in `punchwire status` [default: udp-PID]
   -v, --verbose          more log lines; -q, --quiet: errors only
   -h, --help             print this help
 
@@ -93,6 +95,7 @@ struct Options {
     /// `--ttl`: `None` learns it from the path.
     ttl: Option<u8>,
     compress: bool,
+    name: Option<String>,
     verbosity: i32,
     protocol: Protocol,
     max_streams: u16,
@@ -122,6 +125,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         sessions: None,
         ttl: None,
         compress: true,
+        name: None,
         verbosity: 0,
         protocol: Protocol::Auto,
         max_streams: 256,
@@ -211,6 +215,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
                 let v = text("--bind-port", p.value()?)?;
                 o.bind_port = Some(port("--bind-port", &v)?);
             }
+            Long("name") => o.name = Some(crate::args::name(text("--name", p.value()?)?)?),
             Short('h') | Long("help") => return Ok(None),
             Value(v) => positional.push(text("argument", v)?),
             other => return Err(other.unexpected().into()),
@@ -369,7 +374,7 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     let dcfg = DriverConfig {
         udp_port: o.bind_port.unwrap_or(o.udp_port),
         local: o.local,
-        stats_every_ms: o.stats_ms,
+        stats_every_ms: Some(status_hook::tick_ms(o.stats_ms)),
     };
     let mut driver = match Driver::new(&mut net, tunnel, dcfg, buffers) {
         Ok(d) => d,
@@ -392,19 +397,25 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             o.peer, o.udp_port
         ),
     }
+    let mut status = status_hook::publisher(&o);
+    let mut stats_ticks = 0u64;
     let mut code = exit::OK;
     let mut done_sessions = 0u32;
     let (mut last_foreign, mut last_bad) = (0u64, 0u64);
     let result = tunnel::run(&mut net, &mut driver, |event| match event {
         TunnelEvent::PeerHeard(a) => {
+            status.set_state(status::State::Connected);
+            status.set_peer(a.to_string());
             info!("peer heard from {a}: the hole is open");
             Flow::Continue
         }
         TunnelEvent::PeerMoved(a) => {
+            status.set_peer(a.to_string());
             warn!("peer's datagrams now come from {a}; answering there");
             Flow::Continue
         }
         TunnelEvent::PeerSilent => {
+            status.set_state(status::State::PeerSilent);
             log::error!("peer silent for {} s: giving up", o.silence_ms / 1000);
             code = exit::SILENT;
             Flow::Stop
@@ -414,6 +425,11 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             Flow::Continue
         }
         TunnelEvent::Protocol(c) => {
+            status.set_protocol(if c == Chosen::Pw1 {
+                status::Protocol::Pw1
+            } else {
+                status::Protocol::V012
+            });
             match c {
                 Chosen::Pw1 => info!("protocol pw1 (the peer is punchwire)"),
                 _ => info!("protocol udphp v0.12 (the peer did not offer pw1)"),
@@ -433,10 +449,12 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             Flow::Stop
         }
         TunnelEvent::StreamStarted(n) => {
+            status.session_started();
             info!("session {n} started");
             Flow::Continue
         }
         TunnelEvent::StreamEnded { id, reset } => {
+            status.session_ended();
             if reset {
                 warn!("session {id} was reset");
             } else {
@@ -469,7 +487,13 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             Flow::Continue
         }
         TunnelEvent::Stats(s) => {
-            info!("{}", stats_line(&s));
+            status.update_stats(&status_hook::counters(&s));
+            stats_ticks += 1;
+            if let Some(ms) = o.stats_ms
+                && stats_ticks.is_multiple_of(status_hook::ticks_per_line(ms))
+            {
+                info!("{}", stats_line(&s));
+            }
             Flow::Continue
         }
     });
@@ -482,6 +506,91 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         Err(e) => {
             log::error!("{e}");
             Ok(exit::IO)
+        }
+    }
+}
+
+// ---- status hook (`punchwire status`) --------------------------------------
+// The publisher is created before the tunnel runs (state punching); the
+// events set connected / peer silent, the protocol and the sessions; every
+// Stats event (asked for at least once a second) updates the counters. The
+// `--stats` log line keeps its own interval.
+mod status_hook {
+    use super::Options;
+    use punchwire_core::tunnel::{Local, Snapshot};
+    use punchwire_linux::status::{Counters, Info, Mode, Publisher, State};
+    use std::time::Duration;
+
+    /// Stats events this many ticks apart make one `--stats` line.
+    pub fn ticks_per_line(stats_ms: u64) -> u64 {
+        stats_ms.div_ceil(1000).max(1)
+    }
+
+    /// The driver's stats interval: 1 s, or `--stats` split evenly into
+    /// ticks of at most 1 s.
+    pub fn tick_ms(stats_ms: Option<u64>) -> u64 {
+        stats_ms.map_or(1000, |ms| (ms / ticks_per_line(ms)).max(1))
+    }
+
+    pub fn publisher(o: &Options) -> Publisher {
+        let mut p = Publisher::new(
+            Info {
+                name: o
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("udp-{}", std::process::id())),
+                mode: Mode::Udp,
+                role: match o.local {
+                    Local::Connect(_) => "connect",
+                    Local::Listen(_) => "listen",
+                }
+                .to_string(),
+                peer: format!("{}:{}", o.peer, o.udp_port),
+                // Known once the peer is heard.
+                protocol: None,
+            },
+            State::Punching,
+        );
+        // Two heartbeats missed (and a second of slack): peer silent.
+        p.set_silence_threshold(Duration::from_millis(2 * u64::from(o.heartbeat_ms) + 1000));
+        p
+    }
+
+    pub fn counters(s: &Snapshot) -> Counters {
+        let heard = s.link.heartbeats_received;
+        match (s.pw1, s.v012) {
+            (Some(p), _) => Counters {
+                rtt_us: p.srtt_us,
+                bytes_sent: p.stream_bytes_sent,
+                bytes_received: p.stream_bytes_received,
+                retransmits: p.retransmits,
+                heard: heard + p.packets_received,
+            },
+            (None, Some(v)) => Counters {
+                rtt_us: v.srtt_us,
+                bytes_sent: v.payload_bytes_sent,
+                bytes_received: v.payload_bytes_received,
+                retransmits: v.retransmits,
+                heard: heard + v.datagrams_received,
+            },
+            _ => Counters {
+                heard,
+                ..Counters::default()
+            },
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn stats_ticks() {
+            assert_eq!((tick_ms(None), ticks_per_line(1000)), (1000, 1));
+            assert_eq!((tick_ms(Some(500)), ticks_per_line(500)), (500, 1));
+            assert_eq!((tick_ms(Some(5000)), ticks_per_line(5000)), (1000, 5));
+            assert_eq!((tick_ms(Some(2500)), ticks_per_line(2500)), (833, 3));
+            assert_eq!(tick_ms(Some(1)), 1);
         }
     }
 }
