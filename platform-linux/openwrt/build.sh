@@ -30,7 +30,9 @@ Tier 3 targets (Rust ships no standard library for them): a pinned nightly
 (std,panic_abort; std feature optimize_for_size, no backtrace symbolizer)
 and cargo-zigbuild links with zig's musl (fully static, soft-float on MIPS).
 Unwind tables are left out (panic=abort); MIPS binaries also lose their
-.pdr section (llvm-objcopy), which only debuggers read.
+.pdr section (llvm-objcopy), which only debuggers read. These 32-bit
+targets use musl's 64-bit time_t (the libc crate's musl 1.2
+configuration, for std too), so they keep working after 2038-01-19.
   mipsel-unknown-linux-musl        MIPS32r2 little endian, e.g. OpenWrt ramips/mt7621 (mipsel_24kc)
   mips-unknown-linux-musl          MIPS32r2 big endian, e.g. OpenWrt ath79 (mips_24kc)
   armv7-unknown-linux-musleabihf   32-bit ARM with VFP, e.g. OpenWrt ipq40xx (arm_cortex-a7_neon-vfpv4),
@@ -137,8 +139,19 @@ else
     # backtrace symbolizer.
     # The linker may warn that rustlib/$target/lib is missing: Rust ships
     # nothing there for a tier 3 target; -Zbuild-std supplies std instead.
+    # 64-bit time_t (all three tier 3 targets are 32-bit): musl >= 1.2
+    # (zig's is 1.2.5) has only 64-bit time_t, and its old 32-bit symbols
+    # (clock_gettime, stat, ...) are compatibility shims that fail with
+    # EOVERFLOW after 2038-01-19, which std's SystemTime::now turns into a
+    # panic. The libc crate links the __*_time64 symbols and uses 64-bit
+    # struct layouts in its musl 1.2 configuration: --cfg
+    # libc_unstable_musl_v1_2 for our libc (0.2.191) and
+    # RUST_LIBC_UNSTABLE_MUSL_V1_2_3=1 for the older libc that -Zbuild-std
+    # builds std with (0.2.185 in this nightly). Both are read by libc's
+    # build script, so std and punchwire agree on time_t.
+    export RUST_LIBC_UNSTABLE_MUSL_V1_2_3=1
     triple_var=$(tr 'a-z-' 'A-Z_' <<<"$target")
-    export "CARGO_TARGET_${triple_var}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+    export "CARGO_TARGET_${triple_var}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no --cfg libc_unstable_musl_v1_2"
     cargo "+$NIGHTLY" zigbuild --release -p punchwire-linux --target "$target" \
         -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2 || exit 1
     case "$target" in

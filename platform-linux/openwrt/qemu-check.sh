@@ -14,10 +14,24 @@ qemu-user-static (x86_64 natively) and checks, on 127.0.0.1 only:
      output byte for byte (the host build is made if missing);
   2. `echo LINE | punchwire tcp 127.0.0.1` prints LINE back and exits 0;
   3. a `punchwire udp -c` / `punchwire udp -l` pair (both the cross binary)
-     carries one TCP session of a few MB each way, byte-exact, both exit 0.
+     carries one TCP session of a few MB each way, byte-exact, both exit 0;
+after 2038-01-19 03:14:07 UTC, where a 32-bit time_t ends:
+  4. `schedule --json --at 2208988800` (2040-01-01) equals the host build's;
+  5. `tcp 127.0.0.1 --clock-offset S` with S putting its clock in 2040
+     returns its line (the schedule of a post-2038 punch);
+  6. with the system clock itself in 2040: qemu-user's dynamic build
+     (qemu-ARCH, also for x86_64) under libfaketime, which fakes the clock
+     qemu hands the guest: `schedule --json` with the clock frozen at
+     2040-01-01 equals the host's --at 2208988800, and `tcp 127.0.0.1`
+     with a 2040 clock (monotonic left alone) returns its line. A binary
+     with 32-bit time_t panics here (musl's time32 clock_gettime fails
+     with EOVERFLOW);
+  7. `qemu-ARCH-static -strace` shows which clock syscall the binary makes
+     (clock_gettime64 on the 32-bit targets; x86_64: skipped, native).
 It also prints the peak RSS (VmHWM) of both udp sides; under qemu this is
 qemu's process, so it includes qemu's own memory (a baseline is printed).
-Installs qemu-user-static with apt-get (as root) if the emulator is missing.
+Installs qemu-user-static, qemu-user and faketime with apt-get (as root)
+if missing.
 Ends with a line "N passed, N failed"; exits 1 if anything failed,
 2 on bad arguments.
 Environment: QC_MB (size each way in MB, default 3), QC_TIMEOUT (s, 120).
@@ -58,6 +72,13 @@ if [ ${#qemu[@]} -gt 0 ] && ! command -v "${qemu[0]}" >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
     fi
     command -v "${qemu[0]}" >/dev/null || { echo "qemu-check.sh: ${qemu[0]} missing (apt-get install qemu-user-static)" >&2; exit 1; }
+fi
+qemu_dyn=qemu-x86_64
+[ ${#qemu[@]} -gt 0 ] && qemu_dyn=${qemu[0]%-static}
+libfaketime=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+if { ! command -v "$qemu_dyn" >/dev/null || [ ! -e "$libfaketime" ]; } && [ "$(id -u)" = 0 ]; then
+    echo "qemu-check.sh: installing qemu-user and faketime" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user faketime >/dev/null
 fi
 if [ ! -x "$host" ]; then
     cargo build --release -q -p punchwire-linux || { echo "qemu-check.sh: host build failed" >&2; exit 1; }
@@ -107,14 +128,18 @@ python3 -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); s.settimeout(float(sys.argv[2]))
+open(sys.argv[3], "w").close()
 c, _ = s.accept(); c.settimeout(float(sys.argv[2])); data = b""
 while True:
     d = c.recv(65536)
     if not d: break
     data += d
-c.sendall(data.upper()); c.close()' "$svc" "$tmo" &
+c.sendall(data.upper()); c.close()' "$svc" "$tmo" "$work/svc.ready" &
 pids+=($!)
-sleep 0.2
+# -c connects at once: the service must be listening first. (Under
+# qemu-mips a refused connect even looks connected: qemu returns TCP_INFO
+# as a 4-byte int, so a big-endian guest reads tcpi_state 0, not CLOSE.)
+for _ in $(seq 1 200); do [ -e "$work/svc.ready" ] && break; sleep 0.05; done
 "${run[@]}" udp -c "$svc" 127.0.0.1 "$ua" --bind-port "$ub" --sessions 1 2>"$work/c.err" &
 cpid=$!
 pids+=("$cpid")
@@ -173,6 +198,60 @@ else
     bad "udp tunnel: client exit $crc, -c exit ${rcs[0]}, -l exit ${rcs[1]}"
     tail -n 3 "$work/c.err" "$work/l.err"
 fi
+# 4. the schedule after 2038, by --at
+t2040=2208988800
+"$host" schedule --json --at $t2040 >"$work/s2040.host"
+if timeout "$tmo" "${run[@]}" schedule --json --at $t2040 >"$work/s2040.cross" 2>"$work/s2040.err" &&
+    cmp -s "$work/s2040.cross" "$work/s2040.host"; then
+    ok "schedule --json --at $t2040 (2040-01-01) equals the host build"
+else
+    bad "schedule --json --at $t2040 differs from the host build or failed"
+    cat "$work/s2040.err"
+fi
+
+# 5. a loopback punch whose clock (--clock-offset) is in 2040
+off=$((t2040 - $(date +%s)))
+out=$(echo "$line" | timeout "$tmo" "${run[@]}" tcp 127.0.0.1 --clock-offset "$off" 2>"$work/off.err")
+rc=$?
+if [ $rc = 0 ] && [ "$out" = "$line" ]; then
+    ok "tcp 127.0.0.1 --clock-offset $off (clock in 2040) returned the line"
+else
+    bad "tcp 127.0.0.1 --clock-offset $off: exit $rc, got '$out'"
+    tail -5 "$work/off.err"
+fi
+
+# 6. the system clock itself in 2040 (libfaketime under qemu's dynamic build)
+if command -v "$qemu_dyn" >/dev/null && [ -e "$libfaketime" ]; then
+    dyn=("$qemu_dyn")
+    [ ${#qemu[@]} -gt 1 ] && dyn+=("${qemu[@]:1}")
+    if FAKETIME="2040-01-01 00:00:00" LD_PRELOAD=$libfaketime timeout "$tmo" "${dyn[@]}" "$pw" schedule --json \
+        >"$work/fk.cross" 2>"$work/fk.err" && cmp -s "$work/fk.cross" "$work/s2040.host"; then
+        ok "schedule --json with the system clock frozen at 2040-01-01 equals the host's --at $t2040"
+    else
+        bad "schedule --json with the system clock at 2040-01-01 failed or differs"
+        tail -3 "$work/fk.err"
+    fi
+    out=$(echo "$line" | FAKETIME="@2040-01-01 00:00:00" FAKETIME_DONT_FAKE_MONOTONIC=1 LD_PRELOAD=$libfaketime \
+        timeout "$tmo" "${dyn[@]}" "$pw" tcp 127.0.0.1 2>"$work/fk2.err")
+    rc=$?
+    if [ $rc = 0 ] && [ "$out" = "$line" ]; then
+        ok "tcp 127.0.0.1 with the system clock in 2040 returned the line"
+    else
+        bad "tcp 127.0.0.1 with the system clock in 2040: exit $rc, got '$out'"
+        tail -3 "$work/fk2.err"
+    fi
+else
+    bad "no $qemu_dyn or libfaketime (apt-get install qemu-user faketime): system clock in 2040 not checked"
+fi
+
+# 7. which clock syscall (evidence; musl's time32 shim calls
+# clock_gettime64 too, so check 6 is the one that decides)
+if [ ${#qemu[@]} -gt 0 ]; then
+    calls=$(timeout "$tmo" "${qemu[@]}" -strace "$pw" schedule 2>&1 >/dev/null |
+        grep -o 'clock_gettime[0-9]*(' | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
+    echo "clock syscalls under qemu -strace: ${calls:-none}"
+fi
+
 note=""
 if [ ${#qemu[@]} -gt 0 ]; then
     # qemu's own share: the peak RSS of a short run that does almost nothing.
