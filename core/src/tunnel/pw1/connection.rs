@@ -415,8 +415,9 @@ impl<'a> Connection<'a> {
                 }
             }
         }
-        let per_stream = (self.send_pool.capacity() / 2).max(4);
-        let own = per_stream.saturating_sub(s.outstanding as usize);
+        let own = self
+            .per_stream_send()
+            .saturating_sub(s.outstanding as usize);
         tail_room + credit.min(self.send_pool.free()).min(own) * cap
     }
 
@@ -431,7 +432,7 @@ impl<'a> Connection<'a> {
             return Err(StreamError::Finished);
         }
         let cap = self.chunk_payload();
-        let per_stream = (self.send_pool.capacity() / 2).max(4) as u32;
+        let per_stream = self.per_stream_send() as u32;
         let mut taken = 0;
         while taken < data.len() {
             let s = self.streams[i];
@@ -876,6 +877,15 @@ impl<'a> Connection<'a> {
         wire::max_payload(self.mtu())
             .saturating_sub(STREAM_OVERHEAD + CONTROL_ROOM)
             .clamp(1, CHUNK_CAP)
+    }
+
+    /// Send chunks one stream may hold: all of the pool but a few for
+    /// each other live stream (one bulk stream needs the whole window on a
+    /// long path), never less than a quarter of it.
+    fn per_stream_send(&self) -> usize {
+        let pool = self.send_pool.capacity();
+        let others = self.open_streams().saturating_sub(1);
+        pool.saturating_sub(16 * others).max(pool / 4).max(4)
     }
 
     fn cwnd_allows(&self) -> bool {
