@@ -467,3 +467,33 @@ fn junk_and_replays_never_panic_or_lose_bytes() {
     assert_eq!(p.b.app.got[&id], data(4, 100_000));
     assert!(p.b.conn.stats().bad.total() > 1000);
 }
+
+#[test]
+fn sizes_fit_a_microcontroller() {
+    use core::mem::size_of;
+    let sizes = [
+        ("Chunk", size_of::<Chunk>()),
+        ("SentPacket", size_of::<SentPacket>()),
+        ("Stream", size_of::<Stream>()),
+        ("Connection", size_of::<Connection<'static>>()),
+        (
+            "Tunnel<1400>",
+            size_of::<crate::tunnel::Tunnel<'static, 1400>>(),
+        ),
+    ];
+    for (n, s) in sizes {
+        std::eprintln!("size_of {n} = {s}");
+    }
+    assert!(size_of::<Chunk>() <= CHUNK_CAP + 40);
+    assert!(size_of::<SentPacket>() <= 128);
+    assert!(size_of::<Stream>() <= 160);
+    assert!(size_of::<Connection<'static>>() <= 2048);
+    // The firmware's pw1 memory: 16 chunks each way, 64 sent records, 4
+    // streams, and the machine: well inside 64 KB.
+    let firmware = 32 * size_of::<Chunk>()
+        + 64 * size_of::<SentPacket>()
+        + 4 * size_of::<Stream>()
+        + size_of::<Connection<'static>>();
+    std::eprintln!("firmware pw1 memory = {firmware}");
+    assert!(firmware <= 64 * 1024);
+}
