@@ -87,6 +87,16 @@ struct Side {
     closed: Vec<u32>,
 }
 
+impl Side {
+    /// The `k`-th stream this side knows, if any.
+    fn pick(&self, k: u8) -> Option<u32> {
+        self.written
+            .keys()
+            .nth(usize::from(k) % self.written.len().max(1))
+            .copied()
+    }
+}
+
 struct Mem {
     send: Vec<Chunk>,
     recv: Vec<Chunk>,
@@ -260,11 +270,7 @@ pub fn run(input: Input) {
                 } else {
                     (&mut b, &mut sb)
                 };
-                if let Some(&id) = s
-                    .written
-                    .keys()
-                    .nth(usize::from(stream) % s.written.len().max(1))
-                {
+                if let Some(id) = s.pick(stream) {
                     let cap = c.stream_send_capacity(id).min(usize::from(len));
                     let at = s.written[&id];
                     let data: Vec<u8> = (0..cap as u64).map(|k| byte(id, at + k)).collect();
@@ -284,11 +290,7 @@ pub fn run(input: Input) {
                 } else {
                     (&mut b, &mut sb)
                 };
-                if let Some(&id) = s
-                    .written
-                    .keys()
-                    .nth(usize::from(stream) % s.written.len().max(1))
-                {
+                if let Some(id) = s.pick(stream) {
                     read_all(c, s, id, usize::from(max));
                 }
             }
@@ -298,10 +300,7 @@ pub fn run(input: Input) {
                 } else {
                     (&mut b, &mut sb)
                 };
-                if let Some(&id) = s
-                    .written
-                    .keys()
-                    .nth(usize::from(stream) % s.written.len().max(1))
+                if let Some(id) = s.pick(stream)
                     && c.stream_finish(id).is_ok()
                 {
                     fins.push((a_side, id));
@@ -313,11 +312,7 @@ pub fn run(input: Input) {
                 } else {
                     (&mut b, &mut sb)
                 };
-                if let Some(&id) = s
-                    .written
-                    .keys()
-                    .nth(usize::from(stream) % s.written.len().max(1))
-                {
+                if let Some(id) = s.pick(stream) {
                     c.stream_reset(id, code::LOCAL_ERROR);
                 }
             }
