@@ -14,6 +14,7 @@
 #                   host A, see lab_smol); the client connects to it from host A
 #   --smol-b        B's -c side is the smoltcp node; the service listens on the
 #                   TAP's kernel side in host B and the node connects to it
+#   --proto P       check that the punchwire sides spoke P (pw1 or v012)
 # Reports the A->B goodput (Mbit/s) for the table.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
@@ -21,7 +22,7 @@ source "$(dirname "$0")/../lib.sh"
 
 name=$1 pa=$2 pb=$3
 shift 3
-bytes=20000000 offset=1 ref_c=0 ref_l=0 pw_args="" smol_a=0 smol_b=0
+bytes=20000000 offset=1 ref_c=0 ref_l=0 pw_args="" smol_a=0 smol_b=0 proto=
 while (($#)); do
 	case $1 in
 	--bytes) bytes=$2; shift 2 ;;
@@ -31,6 +32,7 @@ while (($#)); do
 	--pw) pw_args=$2; shift 2 ;;
 	--smol-a) smol_a=1; shift ;;
 	--smol-b) smol_b=1; shift ;;
+	--proto) proto=$2; shift 2 ;;
 	--) shift; break ;;
 	*) lab_die "cases/udp.sh: unknown option $1" ;;
 	esac
@@ -114,6 +116,13 @@ if ((ref_c || ref_l)); then
 else
 	lab_check "-l side exits 0 after its session (rc $rc_l)" test "$rc_l" = 0
 	lab_check "-c side exits 0 after its session (rc $rc_c)" test "$rc_c" = 0
+fi
+if [[ -n $proto ]]; then
+	want="protocol $proto"
+	[[ $proto == v012 ]] && want="protocol udphp v0.12"
+	for side in l c; do
+		lab_check "$side side spoke $proto" grep -q "$want" "$LAB_DIR/$side.log"
+	done
 fi
 elapsed=$(sed -n 's/^elapsed //p' "$LAB_DIR/client.log" | tail -n1)
 if [[ -n $elapsed ]]; then
