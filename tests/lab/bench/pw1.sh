@@ -24,7 +24,9 @@
 # For the tunnels: CPU seconds per GB (utime + stime of both ends, from
 # /proc/PID/stat just before they are stopped) and the peak RSS (VmHWM) of
 # the busier end. Each run prints one markdown table, saved in BENCH_OUT
-# (default /tmp/pw1-bench-<UTC time>) with all logs; pw1 runs with --stats 1.
+# (default /tmp/pw1-bench-<UTC time>) with all logs (pw1 runs with --stats 1),
+# wanem's counters and both hosts' UDP counters (udp-A.log, udp-B.log:
+# RcvbufErrors are datagrams a tunnel end's socket buffer dropped).
 # The machine is shared: the caption records the load average. A report,
 # not pass/fail.
 set -euo pipefail
@@ -125,7 +127,10 @@ start_tunnel() {
 
 # End both tunnel ends; sets CPU_S (both ends, seconds) and RSS_KB (the busier end's VmHWM).
 stop_tunnel() {
-	local ta tb
+	local ta tb p
+	for p in "$PA" "$PB"; do
+		kill -0 "$p" 2>/dev/null || lab_die "a tunnel end exited during the transfer (logs in $LAB_DIR)"
+	done
 	ta=$(cpu_ticks "$PA") tb=$(cpu_ticks "$PB")
 	if ((ta >= tb)); then RSS_KB=$(hwm_kb "$PA"); else RSS_KB=$(hwm_kb "$PB"); fi
 	CPU_S=$(py "print(($ta + $tb) / $HZ)")
