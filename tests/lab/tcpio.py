@@ -14,14 +14,18 @@ until the peer closes (full duplex). With --expect N (for udphp.py peers,
 which end the whole tunnel at the first EOF): serve first reads N bytes,
 then sends SEND_FILE and closes; connect sends SEND_FILE, then reads until
 N bytes arrived, then closes. Prints "elapsed SECONDS" on stdout: in full duplex, from the first to the
-last byte received (the goodput window of the direction towards it).
+last byte received (the goodput window of the direction towards it); full
+duplex also prints "start T" (connected), "first T" and "last T" (bytes
+received), T in CLOCK_MONOTONIC seconds, the same clock in every namespace.
 
 serve-many accepts N connections at once, half-closes each at once and
 writes what each sends to RECV_PREFIX.K (K in accept order); when all have
-ended it prints one line per connection, "flow K BYTES SECONDS SHA256"
-(first to last byte of that connection), then "aggregate BYTES SECONDS"
-(first byte of any to last byte of all). connect-many opens one connection
-per SEND_FILE at once (threads), sends it, half-closes and reads until EOF.
+ended it prints one line per connection, "flow K BYTES SECONDS SHA256 LAST"
+(first to last byte of that connection, and the last byte's CLOCK_MONOTONIC
+time), then "aggregate BYTES SECONDS" (first byte of any to last byte of
+all). connect-many opens one connection per SEND_FILE at once (threads),
+prints "start SEND_FILE T" once connected, sends it, half-closes and reads
+until EOF.
 
 TCPIO_HOLD=1 (full duplex only): half-close only after the peer's EOF,
 for tunnels that end a whole connection at the first EOF (kcptun's smux v1).
@@ -111,7 +115,7 @@ def serve_many(port, n, prefix):
     for k, (got, first, last, digest) in enumerate(results):
         total += got
         span = (last - first) if first is not None else 0.0
-        print("flow %d %d %.3f %s" % (k, got, span, digest))
+        print("flow %d %d %.3f %s %.6f" % (k, got, span, digest, last or 0.0))
     firsts = [r[1] for r in results if r[1] is not None]
     lasts = [r[2] for r in results if r[2] is not None]
     span = (max(lasts) - min(firsts)) if firsts else 0.0
@@ -120,10 +124,14 @@ def serve_many(port, n, prefix):
 
 def connect_many(port, paths):
     errors = []
+    lock = threading.Lock()
 
     def one(path):
         try:
             conn = connect(port)
+            with lock:
+                sys.stdout.write("start %s %.6f\n" % (path, time.monotonic()))
+                sys.stdout.flush()
             with open(path, "rb") as f:
                 conn.sendall(f.read())
             conn.shutdown(socket.SHUT_WR)
@@ -144,6 +152,9 @@ def connect_many(port, paths):
 
 def transfer(conn, send_path, recv_path):
     start = time.monotonic()
+    # CLOCK_MONOTONIC is one clock for every network namespace: a benchmark
+    # can take the sender's start and the receiver's last byte together.
+    print("start %.6f" % start, flush=True)
     hold = os.environ.get("TCPIO_HOLD") == "1"
     done = threading.Event()
 
@@ -174,6 +185,8 @@ def transfer(conn, send_path, recv_path):
     t.join()
     conn.close()
     # Goodput is measured where the bytes arrive: first to last byte.
+    if last is not None:
+        print("first %.6f\nlast %.6f" % (first, last), flush=True)
     if first is not None and last > first:
         print("elapsed %.3f" % (last - first), flush=True)
     else:

@@ -8,7 +8,7 @@
 # Each path (openwrt/openwrt, --hops 3, wanem options on the ISP hop) gets a
 # fresh lab per transfer and one run of each transport: one-way goodput
 # (A -> B) of BENCH_BYTES (default 20 MB = 20 000 000 bytes) of random data,
-# sha256-checked, measured at the receiver from its first to its last byte.
+# sha256-checked, timed from the sender's connect to the receiver's last byte.
 #   kernel TCP CUBIC / BBR   through a TCP port forward on router B
 #   kcptun                   kcptun-server --mode fast --crypt none --nocomp on B
 #                            behind a UDP port forward on router B, kcptun-client on A;
@@ -48,7 +48,19 @@ fi
 
 py() { "$LAB_PY" -c "$1"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-elapsed_of() { sed -n 's/^elapsed //p' "$1" | tail -n1; }
+# Seconds from the sender's connect (client.log "start") to the receiver's
+# last byte (svc.log "last"): the tunnels' -c side may hold the first
+# megabytes until its local connection is up, so the receiver's own
+# first-to-last window ("elapsed", logged for comparison) can flatter them.
+span() {
+	local s l e
+	s=$(sed -n 's/^start //p' "$LAB_DIR/client.log" | tail -n1)
+	l=$(sed -n 's/^last //p' "$LAB_DIR/svc.log" | tail -n1)
+	e=$(sed -n 's/^elapsed //p' "$LAB_DIR/svc.log" | tail -n1)
+	[[ -n $s && -n $l ]] || lab_die "no start/last times in the tcpio logs"
+	lab_log "$1: sender start to last byte $(py "print('%.3f' % ($l - $s))") s; receiver first to last byte $e s"
+	py "print($l - $s)"
+}
 mbps() { py "print('%.2f' % ($1/1e6/$2))"; }
 
 # CPU ticks (utime + stime) and VmHWM (kB) of PID, while it still runs.
@@ -93,7 +105,7 @@ kernel_tcp() {
 	check_same "kernel TCP $cc" "$LAB_DIR/data" "$LAB_DIR/out"
 	lab_wanem_stats >/dev/null
 	keep_logs "$tag"
-	RES=$(mbps "$BYTES" "$(elapsed_of "$LAB_DIR/svc.log")")
+	RES=$(mbps "$BYTES" "$(span "kernel TCP $cc")")
 }
 
 # Start the two ends of tunnel KIND (kcptun | pw1 | v012) for service SVC on B
@@ -168,7 +180,7 @@ tunnel() {
 	check_same "$kind" "$LAB_DIR/data" "$LAB_DIR/out"
 	lab_wanem_stats >/dev/null
 	keep_logs "$tag"
-	RES="$(mbps "$BYTES" "$(elapsed_of "$LAB_DIR/svc.log")") $(py "print('%.1f' % ($CPU_S / ($BYTES / 1e9)))") $(py "print('%.1f' % ($RSS_KB / 1024))")"
+	RES="$(mbps "$BYTES" "$(span "$kind")") $(py "print('%.1f' % ($CPU_S / ($BYTES / 1e9)))") $(py "print('%.1f' % ($RSS_KB / 1024))")"
 }
 
 ratio() { py "print('%.2f×' % ($1 / $2))"; }
@@ -275,15 +287,24 @@ many() {
 		lab_die "$kind x$FAIR_N: received streams differ from the sent files"
 	lab_wanem_stats >/dev/null
 	keep_logs "$tag"
-	RES="$("$LAB_PY" - "$LAB_DIR/svc.log" <<-'PY'
-		import sys
-		rates, agg = [], None
+	# Per session: from its sender's connect to its last byte at the receiver
+	# (sessions are matched by content); aggregate: first connect to last byte.
+	RES="$("$LAB_PY" - "$LAB_DIR/svc.log" "$LAB_DIR/client.log" <<-'PY'
+		import hashlib, sys
+		start = {}
+		for line in open(sys.argv[2]):
+		    f = line.split()
+		    if f and f[0] == "start":
+		        start[hashlib.sha256(open(f[1], "rb").read()).hexdigest()] = float(f[2])
+		rates, total, lasts = [], 0, []
 		for line in open(sys.argv[1]):
 		    f = line.split()
 		    if f and f[0] == "flow":
-		        rates.append(int(f[2]) / 1e6 / float(f[3]))
-		    elif f and f[0] == "aggregate":
-		        agg = int(f[1]) / 1e6 / float(f[2])
+		        n, last = int(f[2]), float(f[5])
+		        rates.append(n / 1e6 / (last - start[f[4]]))
+		        total += n
+		        lasts.append(last)
+		agg = total / 1e6 / (max(lasts) - min(start.values()))
 		jain = sum(rates) ** 2 / (len(rates) * sum(r * r for r in rates))
 		print("%.3f %.2f %.2f %.2f" % (jain, agg, min(rates), max(rates)))
 	PY
@@ -304,7 +325,7 @@ run_fair() {
 	lab_down >/dev/null 2>&1
 	local table="$OUT/fair.md"
 	{
-		echo "**Fairness, $caption** (lab \`--hops 3\`, wanem ${*:+\`}${*:-no options}${*:+\`}): $FAIR_N concurrent sessions of $(py "print('%g' % ($FAIR_BYTES / 1e6))") MB random data each, byte-exact; per-session goodput from its first to its last byte at the receiver; one run each; $(date -u +%F) $t0–$(date -u +%H:%M) UTC, load average $l0 at the start, $(loadavg) at the end."
+		echo "**Fairness, $caption** (lab \`--hops 3\`, wanem ${*:+\`}${*:-no options}${*:+\`}): $FAIR_N concurrent sessions of $(py "print('%g' % ($FAIR_BYTES / 1e6))") MB random data each, byte-exact; per-session goodput from its sender's connect to its last byte at the receiver; one run each; $(date -u +%F) $t0–$(date -u +%H:%M) UTC, load average $l0 at the start, $(loadavg) at the end."
 		echo
 		echo "| transport | Jain index | aggregate MB/s | slowest session MB/s | fastest session MB/s | CPU s/GB | peak RSS MB |"
 		echo "| --- | --- | --- | --- | --- | --- | --- |"
