@@ -330,9 +330,10 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
     // udphp-sized frames need udphp-sized slots: 40 000 bytes of payload.
     let mut ep: Option<Box<Endpoint<1, MAX_PAYLOAD>>> =
         (o.protocol != Protocol::Pw1).then(|| Box::new(Endpoint::new(config, clock::now())));
-    // The initial credit must leave room in the receive pool for every
-    // stream the peer may open.
-    let initial_chunks = (2 * o.window / usize::from(o.max_streams) / 2).clamp(1, 8) as u16;
+    // The initial credit of every stream the peer may open is kept free in
+    // the receive pool (2 × window chunks): a quarter of it at most, so
+    // one busy stream can use the rest.
+    let initial_chunks = (2 * o.window / usize::from(o.max_streams) / 4).clamp(1, 8) as u16;
     let mut mem = (o.protocol != Protocol::V012).then(|| Pw1Memory::new(o.window, o.max_streams));
     let mut pw1_cfg = pw1::Config::new(matches!(o.local, Local::Connect(_)));
     pw1_cfg.max_streams = o.max_streams;

@@ -1290,9 +1290,13 @@ impl<'a> Connection<'a> {
         let r = self.recv_pool.capacity() as u32;
         let avail = r.saturating_sub(self.reserve());
         let live = self.open_streams().max(1) as u32;
+        // A fair share of what is not reserved; one stream alone may take
+        // nearly all of it (a bulk transfer on a long lossy path needs its
+        // reorder room), several keep a few chunks for each other.
+        let cap = avail.saturating_sub(16 * (live - 1)).max(avail / 4);
         let target = (avail / live)
-            .max(u32::from(self.cfg.initial_chunks))
-            .min((r / 2).max(u32::from(self.cfg.initial_chunks)));
+            .min(cap)
+            .max(u32::from(self.cfg.initial_chunks));
         let s = self.streams[i];
         let want = s.consumed + target;
         if want > s.granted {
