@@ -61,8 +61,12 @@ pub const ANNOUNCE_INTERVAL_MS: u64 = 200;
 /// After [`Tunnel::close`], keep answering this long (v0.12: a lost ack
 /// of the peer's last frame is answered again).
 pub const LINGER_MS: u64 = 1000;
-/// In v0.12, the peer's port moves only after this much silence from it.
+/// A heartbeat or v0.12 datagram from another port of the peer moves the
+/// tunnel only after this much silence from the current port.
 pub const PORT_SILENCE_MS: u64 = 5000;
+/// A pw1 packet (accepted, newest) from another port moves the tunnel after
+/// this much silence from the current port (NAT rebinding).
+pub const PW1_PORT_SILENCE_MS: u64 = 1000;
 /// Shortest spacing of immediate capability replies.
 const CAPS_REPLY_MS: u64 = 100;
 /// `Auto` on `-l`: a local client has waited this long and the peer has
@@ -208,6 +212,8 @@ pub struct Tunnel<'a, const F: usize> {
     peer: SocketAddr,
     heard: bool,
     last_heard: Instant,
+    /// Last valid datagram from the current peer address.
+    last_current: Instant,
     silent: bool,
     punches: u32,
     caps_reply_due: bool,
@@ -253,6 +259,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             peer: cfg.peer,
             heard: false,
             last_heard: now,
+            last_current: now,
             silent: false,
             punches: 0,
             caps_reply_due: false,
@@ -366,25 +373,39 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             return;
         };
         let tail = match repr {
+            // Only the peer's own greeting is a heartbeat of the peer
+            // (udphp.py sends exactly it): any other datagram that starts
+            // with `H` — one junk byte in 256 does — decides nothing.
+            Repr::Heartbeat(h) if h.role != Some(self.peer_role()) => {
+                self.stats.malformed += 1;
+                return;
+            }
             Repr::Heartbeat(h) => Tail::parse(h.tail),
             _ => Tail::None,
         };
         if !same_port {
-            let validated = matches!(
-                (tail, self.peer_caps),
-                (Tail::Caps(c), Some(k)) if c.token == k.token
-            );
-            let silent = micros_between(self.last_heard, now) >= PORT_SILENCE_MS * 1000;
+            let validated = match (tail, self.peer_caps) {
+                (Tail::Caps(c), Some(k)) => c.token == k.token,
+                // A udphp.py peer has no token: a well-formed datagram is
+                // all there is (v0.12).
+                (_, None) => self.chosen == Chosen::V012,
+                _ => false,
+            };
             // First contact from another port (the peer's NAT moved it) is
             // its heartbeat: every peer heartbeats first.
             let first = !self.heard && matches!(repr, Repr::Heartbeat(_));
-            if first || validated || (self.heard && self.chosen != Chosen::Pw1 && silent) {
+            // Afterwards a copy of an old datagram of the peer's (anyone
+            // behind its NAT may have one) must not redirect a live
+            // tunnel: only once the current port has gone silent.
+            let silent = micros_between(self.last_current, now) >= PORT_SILENCE_MS * 1000;
+            if first || (validated && silent) {
                 self.move_to(from);
             } else {
                 self.stats.unvalidated += 1;
                 return;
             }
         }
+        self.last_current = now;
         self.heard_from(now);
         match repr {
             Repr::Heartbeat(_) => {
@@ -425,17 +446,35 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             self.stats.unvalidated += 1;
             return;
         };
+        let newest = conn.largest_received();
         match conn.handle_packet(now, datagram) {
-            Ok(_) => {
+            Ok(pn) => {
                 self.handshake_done = true;
-                if !same_port {
+                if same_port {
+                    self.last_current = now;
+                } else if newest.is_none_or(|l| pn > l)
+                    && micros_between(self.last_current, now) >= PW1_PORT_SILENCE_MS * 1000
+                {
+                    // A packet for this incarnation, newer than any before,
+                    // from a new port while the old one has gone quiet: the
+                    // peer's NAT rebound. (A replay is old; a copy racing the
+                    // real peer finds its port still talking.)
                     self.move_to(from);
+                    self.last_current = now;
                 }
                 self.heard_from(now);
             }
             Err(_) if !same_port => self.stats.unvalidated += 1,
             Err(pw1::PacketError::Duplicate | pw1::PacketError::NoRoom) => self.heard_from(now),
             Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// The greeting the peer sends: the other role's.
+    fn peer_role(&self) -> crate::frame::Role {
+        match self.cfg.local {
+            Local::Connect(_) => crate::frame::Role::Listen,
+            Local::Listen(_) => crate::frame::Role::Connect,
         }
     }
 
@@ -1150,12 +1189,33 @@ mod tests {
         assert!(!t.is_heard());
         t.handle_datagram(at_millis(10), from(40002), &caps_heartbeat(0xBBBB, 0));
         assert_eq!(t.peer(), from(40002), "its NAT moved its port");
-        // With the peer's token, a later move is validated at once.
+        // A copy of the peer's heartbeat from another port (anyone behind
+        // its NAT may replay one) does not redirect a live tunnel...
         t.handle_datagram(at_millis(20), from(40003), &caps_heartbeat(0xBBBB, 0xAAAA));
+        assert_eq!(t.peer(), from(40002));
+        // ...but once the current port has gone silent, the peer's token
+        // from a new port is the peer moved.
+        let later = 10 + PORT_SILENCE_MS;
+        t.handle_datagram(at_millis(later), from(40003), &caps_heartbeat(0xBBBB, 0xAAAA));
         assert_eq!(t.peer(), from(40003));
-        // Another token from another port is not the peer.
-        t.handle_datagram(at_millis(30), from(40004), &caps_heartbeat(0xCCCC, 0xAAAA));
+        // Another token from another port is never the peer.
+        let later = later + PORT_SILENCE_MS + 1;
+        t.handle_datagram(at_millis(later), from(40004), &caps_heartbeat(0xCCCC, 0xAAAA));
         assert_eq!(t.peer(), from(40003));
+    }
+
+    #[test]
+    fn junk_starting_with_h_decides_nothing() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Pw1);
+        // Random bytes that start with `H`, and our own role's greeting.
+        t.handle_datagram(at_millis(5), from(40000), b"H\x13\x99junk");
+        t.handle_datagram(at_millis(6), PEER, b"Hxyz");
+        t.handle_datagram(at_millis(7), PEER, b"HELOSRVR");
+        assert!(!t.is_heard());
+        assert_eq!(t.chosen(), Chosen::Undecided);
+        assert!(events(&mut t).is_empty(), "no refusal, no first contact");
+        assert_eq!(t.link_stats().malformed, 3);
     }
 
     #[test]

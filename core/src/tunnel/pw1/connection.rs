@@ -214,6 +214,11 @@ impl<'a> Connection<'a> {
         self.streams.iter().filter(|s| s.is_live()).count()
     }
 
+    /// The largest packet number received so far.
+    pub fn largest_received(&self) -> Option<u64> {
+        self.received.largest()
+    }
+
     /// Whether the peer sent CLOSE.
     pub fn peer_closed(&self) -> bool {
         self.peer_closed.is_some()
@@ -256,10 +261,9 @@ impl<'a> Connection<'a> {
         let pn = header.packet_number;
         let payload = &body[wire::HEADER_LEN..];
         let eliciting = Frames::validate(payload).map_err(|_| PacketError::Malformed)?;
-        if self.received.contains(pn)
-            || (self.received.len() == super::ranges::MAX_RANGES
-                && self.received.smallest().is_some_and(|s| pn < s))
-        {
+        // Below the oldest number remembered is too old to tell from a
+        // replay: refused (the sender retransmits its data anew).
+        if self.received.contains(pn) || self.received.smallest().is_some_and(|s| pn < s) {
             // A duplicate (or too old to tell): its ack may have been lost.
             if eliciting {
                 self.ack_now = true;

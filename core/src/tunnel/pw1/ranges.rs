@@ -37,6 +37,7 @@ impl RangeSet {
     }
 
     /// Number of ranges.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ranges.len()
     }
