@@ -16,12 +16,14 @@
 //!    Input)`; add `pub mod <name>;` below.
 //! 2. `fuzz_targets/<name>.rs`, a copy of a sibling with the name changed.
 //! 3. A `[[bin]]` entry in `fuzz/Cargo.toml`.
-//! 4. A few seed files in `fuzz/corpus/<name>/` (for an `Input` target:
-//!    run it a minute, then `cargo +nightly fuzz cmin <name>` and keep a
-//!    handful).
+//! 4. A few seed files in `fuzz/corpus/<name>/`. For an `Input` target:
+//!    `tests/fuzz 300 <name>`, then merge what it found
+//!    (`cargo +nightly fuzz run -a -s none <name> MIN
+//!    target/corpus-run/<name> -- -merge=1`) and keep the 16 largest files
+//!    of MIN as `found-*`; check with `-runs=0` how many edges they reach.
 //!
 //! `tests/fuzz` finds targets with `cargo fuzz list`, so nothing else
-//! changes; raise its default only if the CI budget allows.
+//! changes; each target adds its SECONDS (30) to the CI step.
 
 pub mod alloc_count;
 pub mod election_hello;

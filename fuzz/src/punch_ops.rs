@@ -220,7 +220,9 @@ impl Harness {
                 Action::Send { port, bytes } => {
                     assert!(self.open.contains(&port), "Send on port {port} not open");
                     assert!(bytes.len() <= MAX_ELECTION_BYTES);
-                    if bytes.contains(&CHOSEN) {
+                    // `$` alone, or after a hello (whose nonce may hold
+                    // a 0x24 byte).
+                    if bytes.len() != HELLO_LEN && bytes.last() == Some(&CHOSEN) {
                         self.wrote_chosen.insert(port);
                     }
                 }

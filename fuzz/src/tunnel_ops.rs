@@ -16,6 +16,8 @@
 //!   step never makes an endpoint emit more than its control queue, its
 //!   window and a heartbeat (no amplification);
 //! * after `handle_timeout(now)`, `poll_timeout()` is later than `now`;
+//! * `Endpoint::reset` leaves an endpoint equal to a new one (everything
+//!   the API shows), and the restarted pair carries new streams;
 //! * after the heal phase, unless a side gave a frame up
 //!   (`max_retries`), everything sent was delivered and every close was
 //!   seen.
@@ -139,6 +141,36 @@ enum Op {
     NextSession {
         side: Side,
     },
+    /// Both sides start over with `Endpoint::reset` (a restart of both
+    /// programs): the network is emptied, seqs start at 0 again.
+    Restart,
+}
+
+/// `reset` must give what `new` gives, as far as the API shows.
+fn assert_same<const W: usize, const F: usize>(a: &Endpoint<W, F>, b: &Endpoint<W, F>) {
+    assert_eq!(a.config(), b.config(), "reset: config");
+    assert_eq!(a.stats(), b.stats(), "reset: stats");
+    assert_eq!(a.poll_timeout(), b.poll_timeout(), "reset: poll_timeout");
+    assert_eq!(
+        (a.next_send_seq(), a.expected_seq()),
+        (b.next_send_seq(), b.expected_seq()),
+        "reset: seqs"
+    );
+    assert_eq!(
+        (a.send_capacity(), a.recv_available(), a.frames_in_flight()),
+        (b.send_capacity(), b.recv_available(), b.frames_in_flight()),
+        "reset: buffers"
+    );
+    assert_eq!(
+        (a.has_transmit(), a.is_failed(), a.is_peer_silent()),
+        (b.has_transmit(), b.is_failed(), b.is_peer_silent()),
+        "reset: flags"
+    );
+    assert_eq!(
+        (a.peer_finished(), a.send_finished()),
+        (b.peer_finished(), b.send_finished()),
+        "reset: finished"
+    );
 }
 
 /// Whether `d` would be taken as genuine though it was not sent as it is:
@@ -165,6 +197,7 @@ fn payload_ok(f: &DataRepr<'_>) -> bool {
 /// One side: its endpoint and what its local TCP side did.
 struct Peer<const W: usize, const F: usize> {
     ep: Box<Endpoint<W, F>>,
+    cfg: Config,
     /// Every byte `send` took, across sessions.
     sent: Vec<u8>,
     /// Offsets in `sent` of each effective `close_send`.
@@ -213,6 +246,7 @@ impl<const W: usize, const F: usize> Peer<W, F> {
     fn new(cfg: Config, now: Instant, seed: u64) -> Self {
         Peer {
             ep: Box::new(Endpoint::new(cfg, now)),
+            cfg,
             sent: Vec::new(),
             closes: Vec::new(),
             closed: false,
@@ -511,6 +545,21 @@ impl<const W: usize, const F: usize> Net<W, F> {
                 if !p.closed {
                     p.closed = true;
                     p.closes.push(p.sent.len());
+                }
+            }
+            Op::Restart => {
+                let now = self.now;
+                self.wire = [VecDeque::new(), VecDeque::new()];
+                for p in &mut self.peers {
+                    p.ep.reset(p.cfg, now);
+                    let fresh: Endpoint<W, F> = Endpoint::new(p.cfg, now);
+                    assert_same(&p.ep, &fresh);
+                    let rng = p.rng;
+                    *p = Peer {
+                        ep: core::mem::replace(&mut p.ep, Box::new(fresh)),
+                        rng,
+                        ..Peer::new(p.cfg, now, 0)
+                    };
                 }
             }
             Op::NextSession { side } => {
