@@ -174,6 +174,14 @@ pub trait Tcp {
     /// Releases the socket gracefully: FIN, never RST (no linger-0).
     fn tcp_close(&mut self, socket: Self::TcpSocket);
 
+    /// Aborts a local connection (RST), so its local peer learns that the
+    /// stream was cut, not finished: for a tunnel stream that was reset.
+    /// Never used on punch sockets. The default closes gracefully (a
+    /// backend without an abort).
+    fn tcp_abort(&mut self, socket: Self::TcpSocket) {
+        self.tcp_close(socket);
+    }
+
     /// Listens for local clients on `port` (loopback only on Linux).
     fn tcp_listen(&mut self, port: u16) -> NetResult<Self::Listener>;
 

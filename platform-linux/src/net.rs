@@ -10,7 +10,8 @@
 //! `bind`; non-blocking `connect`; connect progress read from the kernel's
 //! TCP state (TCP_INFO) and SO_ERROR; IP_TTL per socket; close drains what
 //! was received and shuts the write side before closing, never with
-//! linger 0, so no close here sends RST.
+//! linger 0, so no close here sends RST. The one RST is `tcp_abort`, which
+//! only the tunnel uses, on a local stream that was reset.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, UdpSocket};
@@ -365,6 +366,14 @@ impl Tcp for LinuxNet {
     fn tcp_close(&mut self, socket: Handle) {
         if let Some(Entry::Tcp(s)) = self.remove(socket) {
             close_gracefully(&s);
+        }
+    }
+
+    fn tcp_abort(&mut self, socket: Handle) {
+        if let Some(Entry::Tcp(s)) = self.remove(socket) {
+            // Linger 0: close sends RST (only for local tunnel streams that
+            // were reset; punch sockets never come here).
+            let _ = s.set_linger(Some(Duration::ZERO));
         }
     }
 

@@ -334,7 +334,7 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
                 Event::AllStreamsReset => {
                     for i in 0..self.bufs.slots.len() {
                         if let Some(s) = self.bufs.slots[i].take() {
-                            net.tcp_close(s.socket);
+                            net.tcp_abort(s.socket);
                             self.emit(
                                 now,
                                 on_event,
@@ -392,7 +392,13 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             .iter()
             .position(|s| s.is_some_and(|s| s.id == id))?;
         let s = self.bufs.slots[i].take()?;
-        net.tcp_close(s.socket);
+        // A reset stream is cut locally too (RST), so the local client can
+        // tell a truncated session from a complete one.
+        if reset {
+            net.tcp_abort(s.socket);
+        } else {
+            net.tcp_close(s.socket);
+        }
         Some(TunnelEvent::StreamEnded { id, reset })
     }
 
