@@ -56,6 +56,9 @@ pub const PUNCH_INTERVAL_MS: u64 = 200;
 pub const PRIME_COUNT: u32 = 5;
 /// Retry spacing of a v0.12 local connect that failed.
 pub const LOCAL_RETRY_MS: u64 = 1000;
+/// v0.12 `-c`: connects to a refusing local service per session before the
+/// session is ended (EOF to the peer's client; v0.12 has no reset).
+pub const V012_LOCAL_TRIES: u32 = 3;
 /// Resend spacing of a v0.12 session announcement until it is echoed.
 pub const ANNOUNCE_INTERVAL_MS: u64 = 200;
 /// After [`Tunnel::close`], keep answering this long (v0.12: a lost ack
@@ -203,6 +206,8 @@ struct V012 {
     broken: bool,
     /// `-l`: the announcement of `session` was echoed.
     echoed: bool,
+    /// `-c`: refused connects of this session so far.
+    refusals: u32,
 }
 
 /// The tunnel machine. See the module docs.
@@ -694,6 +699,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
     /// `-c`: the local service for `id` accepted the connection.
     pub fn local_connected(&mut self, id: u32) {
         if self.chosen == Chosen::V012 && id == self.v.session && !self.v.active {
+            self.v.refusals = 0;
             self.v.active = true;
             self.v.broken = false;
             self.timers[Timer::LocalRetry as usize] = None;
@@ -704,8 +710,10 @@ impl<'a, const F: usize> Tunnel<'a, F> {
     }
 
     /// `-c`: the local service for `id` refused (or failed). pw1 resets
-    /// the stream (the peer's client is closed); v0.12 has no reset, so
-    /// the connect is retried every [`LOCAL_RETRY_MS`].
+    /// the stream (the peer's client is reset at once); v0.12 has no reset:
+    /// the connect is retried every [`LOCAL_RETRY_MS`], and after
+    /// [`V012_LOCAL_TRIES`] refusals the session ends with an EOF to the
+    /// peer's client.
     pub fn local_refused(&mut self, now: Instant, id: u32) {
         match self.chosen {
             Chosen::Pw1 => {
@@ -713,8 +721,24 @@ impl<'a, const F: usize> Tunnel<'a, F> {
                     c.stream_reset(id, pw1::code::REFUSED);
                 }
             }
-            Chosen::V012 if id == self.v.session => {
-                self.timers[Timer::LocalRetry as usize] = Some(add_millis(now, LOCAL_RETRY_MS));
+            Chosen::V012 if id == self.v.session && !self.v.active => {
+                self.v.refusals += 1;
+                if self.v.refusals < V012_LOCAL_TRIES {
+                    self.timers[Timer::LocalRetry as usize] = Some(add_millis(now, LOCAL_RETRY_MS));
+                    return;
+                }
+                // v0.12 has no reset: the session ends as if the service
+                // had closed at once (an empty frame: the peer's client gets
+                // EOF), and the peer's bytes for it are dropped.
+                self.v.refusals = 0;
+                self.v.active = true;
+                self.v.broken = true;
+                if let Some(e) = self.ep.as_deref_mut() {
+                    e.close_send();
+                    let n = e.recv_peek().len();
+                    e.recv_consume(n);
+                }
+                self.check_v012_session();
             }
             _ => {}
         }
@@ -1196,11 +1220,19 @@ mod tests {
         // ...but once the current port has gone silent, the peer's token
         // from a new port is the peer moved.
         let later = 10 + PORT_SILENCE_MS;
-        t.handle_datagram(at_millis(later), from(40003), &caps_heartbeat(0xBBBB, 0xAAAA));
+        t.handle_datagram(
+            at_millis(later),
+            from(40003),
+            &caps_heartbeat(0xBBBB, 0xAAAA),
+        );
         assert_eq!(t.peer(), from(40003));
         // Another token from another port is never the peer.
         let later = later + PORT_SILENCE_MS + 1;
-        t.handle_datagram(at_millis(later), from(40004), &caps_heartbeat(0xCCCC, 0xAAAA));
+        t.handle_datagram(
+            at_millis(later),
+            from(40004),
+            &caps_heartbeat(0xCCCC, 0xAAAA),
+        );
         assert_eq!(t.peer(), from(40003));
     }
 
@@ -1250,6 +1282,31 @@ mod tests {
         t.handle_timeout(at_millis(100 + SILENT_PEER_V012_MS));
         assert_eq!(t.chosen(), Chosen::V012);
         assert!(t.can_accept());
+    }
+
+    #[test]
+    fn v012_refused_service_ends_the_session_with_eof() {
+        let mut m = mem(Role::Connect);
+        let mut t = tunnel(&mut m, Local::Connect(22), Protocol::Auto);
+        t.handle_datagram(at_millis(10), PEER, b"HELOSRVR");
+        assert_eq!(t.chosen(), Chosen::V012);
+        let mut buf = vec![0u8; 2000];
+        let mut now = 10;
+        for k in 0..V012_LOCAL_TRIES {
+            let ev = events(&mut t);
+            assert!(ev.contains(&Event::ConnectLocal(1)), "try {k}: {ev:?}");
+            t.local_refused(at_millis(now), 1);
+            now += LOCAL_RETRY_MS;
+            t.handle_timeout(at_millis(now));
+        }
+        // The session's end of stream goes to the peer: an empty data frame.
+        let mut eof = false;
+        while let Some(tx) = t.poll_transmit(at_millis(now), &mut buf) {
+            if let Ok(Repr::Data(d)) = Repr::parse(&buf[..tx.len]) {
+                eof |= d.len == 0;
+            }
+        }
+        assert!(eof, "an empty data frame ends the session");
     }
 
     #[test]
