@@ -20,7 +20,8 @@
   soakio.py memwatch OUT PID...   every second append "t pid VmHWM_kB VmRSS_kB"
       to OUT until every PID is gone
   soakio.py memsum OUT            "pid start_rss_kB peak_rss_kB hwm_kB" per pid
-  soakio.py flood TARGET_IP PORT RATE SECONDS SNIFF_IF [--forge-restart] [--no-heartbeats]
+  soakio.py flood TARGET_IP PORT RATE SECONDS SNIFF_IF [--forge-restart]
+                  [--no-heartbeats] [--start-when PATH]
       From many local UDP ports, RATE datagrams/s to TARGET_IP:PORT: random
       bytes; frames the tunnel sent to TARGET (sniffed on SNIFF_IF) replayed,
       truncated, and with one byte flipped (wrong digest/check); captured
@@ -294,7 +295,7 @@ def sniff_frames(ifname, target_ip, port, store, stop):
             del store["frames"][:-512]
 
 
-def cmd_flood(target, port, rate, seconds, ifname, forge, no_hb):
+def cmd_flood(target, port, rate, seconds, ifname, forge, no_hb, start_when):
     store = {"hb": [], "frames": []}
     stop = threading.Event()
     th = threading.Thread(target=sniff_frames, args=(ifname, target, port, store, stop), daemon=True)
@@ -337,9 +338,17 @@ def cmd_flood(target, port, rate, seconds, ifname, forge, no_hb):
 
     halt = []
     signal.signal(signal.SIGTERM, lambda *_: halt.append(1))
-    # Sniff a little first so that replays exist from the start.
+    # Sniff a little first so that replays exist from the start; with
+    # --start-when PATH, sniff (B's first heartbeats too) until PATH exists.
     time.sleep(0.5)
-    batch = max(1, rate // 200)
+    while start_when and not os.path.exists(start_when) and not halt:
+        time.sleep(0.05)
+    # Prepared datagrams, rebuilt every second from what the sniffer holds:
+    # sending is then one sendto per datagram (the rate needs the CPU).
+    pool_n = max(1000, rate // 10)
+    kinds = ["random", "replay", "truncated", "flipped", "heartbeat", "forged"]
+    pool = []
+    next_pool = 0.0
     start = time.monotonic()
     end = start + seconds
     sent = 0
@@ -348,20 +357,23 @@ def cmd_flood(target, port, rate, seconds, ifname, forge, no_hb):
         now = time.monotonic()
         if now >= end or halt:
             break
+        if now >= next_pool:
+            pool = [pick() for _ in range(pool_n)]
+            pool = [(kinds.index(k), p) for k, p in pool]
+            next_pool = now + 1.0
         due = int((now - start) * rate)
-        while sent < due:
-            kind, payload = pick()
+        n = min(due - sent, 2000)
+        for _ in range(n):
+            k, payload = pool[i % pool_n]
             try:
                 socks[i & 63].sendto(payload, dst)
-                counts[kind] += 1
-                sent += 1
+                counts[kinds[k]] += 1
             except BlockingIOError:
                 counts["eagain"] += 1
-                sent += 1
             i += 1
-            if sent % batch == 0:
-                break
-        time.sleep(0.0005)
+        sent += n
+        if n < 2000:
+            time.sleep(0.001)
     stop.set()
     took = time.monotonic() - start
     total = sum(v for k, v in counts.items() if k != "eagain")
@@ -399,7 +411,8 @@ def main():
     elif cmd == "memsum":
         cmd_memsum(a[1])
     elif cmd == "flood":
-        cmd_flood(a[1], int(a[2]), int(a[3]), float(a[4]), a[5], "--forge-restart" in a, "--no-heartbeats" in a)
+        cmd_flood(a[1], int(a[2]), int(a[3]), float(a[4]), a[5], "--forge-restart" in a, "--no-heartbeats" in a,
+                  a[a.index("--start-when") + 1] if "--start-when" in a else None)
     else:
         sys.exit("soakio.py: unknown command %s" % cmd)
 
