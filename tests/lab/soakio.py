@@ -6,6 +6,7 @@
       read until EOF. serve accepts one connection on 127.0.0.1:PORT;
       connect retries for 30 s while refused. Prints
       "sent N SHA", "recv N SHA", "elapsed S" (connected to last byte received).
+      SOAK_PACE_MBIT=R in the environment paces the sender at R Mbit/s.
   soakio.py gen BYTES SEED        the same bytes on stdout ("sent N SHA" on stderr)
   soakio.py sink                  read stdin to EOF: "recv N SHA" on stdout
   soakio.py sha BYTES SEED        "sent N SHA" of the stream, without sending it
@@ -77,13 +78,20 @@ def cmd_stream(mode, port, n, seed):
                 time.sleep(0.1)
     sent = {}
 
+    pace = float(os.environ.get("SOAK_PACE_MBIT") or 0)
+
     def sender():
         h = hashlib.sha256()
         total = 0
+        t0 = time.monotonic()
         for c in stream_chunks(n, seed):
             conn.sendall(c)
             h.update(c)
             total += len(c)
+            if pace:
+                ahead = t0 + total * 8 / (pace * 1e6) - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         conn.shutdown(socket.SHUT_WR)
         sent["n"], sent["sha"] = total, h.hexdigest()
 
