@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 use log::{debug, info, warn};
-use punchwire_core::net::NetError;
 use punchwire_core::punch::{
     self, DEFAULT_INTERVAL_MS, DEFAULT_TIMEOUT_MS, Election, Event, Part, PunchConfig,
     PunchDriverError, PunchError, PunchMachine, Timing,
@@ -378,12 +377,11 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
             Ok(exit::OK)
         }
         Err(e) => {
+            // After connecting, a reset is an I/O error like any other
+            // (exit 1, as `--help` says); 5 is for a punch whose election
+            // did not complete.
             log::error!("connection failed: {e}");
-            Ok(if punchwire_linux::net::net_error(&e) == NetError::Reset {
-                exit::PEER
-            } else {
-                exit::IO
-            })
+            Ok(exit::IO)
         }
     }
 }
