@@ -403,7 +403,11 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             // behind its NAT may have one) must not redirect a live
             // tunnel: only once the current port has gone silent.
             let silent = micros_between(self.last_current, now) >= PORT_SILENCE_MS * 1000;
-            if first || (validated && silent) {
+            // The address the user gave is always the peer's (nobody else
+            // can send from its NAT mapping): it takes the tunnel back from
+            // a first contact that a replayed heartbeat won.
+            let configured = from == self.cfg.peer && matches!(repr, Repr::Heartbeat(_));
+            if first || configured || (validated && silent) {
                 self.move_to(from);
             } else {
                 self.stats.unvalidated += 1;
@@ -457,8 +461,9 @@ impl<'a, const F: usize> Tunnel<'a, F> {
                 self.handshake_done = true;
                 if same_port {
                     self.last_current = now;
-                } else if newest.is_none_or(|l| pn > l)
-                    && micros_between(self.last_current, now) >= PW1_PORT_SILENCE_MS * 1000
+                } else if from == self.cfg.peer
+                    || (newest.is_none_or(|l| pn > l)
+                        && micros_between(self.last_current, now) >= PW1_PORT_SILENCE_MS * 1000)
                 {
                     // A packet for this incarnation, newer than any before,
                     // from a new port while the old one has gone quiet: the
@@ -1234,6 +1239,24 @@ mod tests {
             &caps_heartbeat(0xCCCC, 0xAAAA),
         );
         assert_eq!(t.peer(), from(40003));
+    }
+
+    #[test]
+    fn the_configured_address_takes_the_tunnel_back() {
+        let mut m = mem(Role::Listen);
+        let mut t = tunnel(&mut m, Local::Listen(7000), Protocol::Auto);
+        // A replay of the peer's heartbeat from a flooder's port arrives
+        // first and is taken for the peer's moved port...
+        let hb = caps_heartbeat(0xBBBB, 0);
+        t.handle_datagram(at_millis(5), from(40000), &hb);
+        assert_eq!(t.peer(), from(40000));
+        // ...the flooder keeps its port busy, but the real peer's heartbeat
+        // from the address the user gave wins at once.
+        t.handle_datagram(at_millis(6), from(40000), &hb);
+        t.handle_datagram(at_millis(7), PEER, &hb);
+        assert_eq!(t.peer(), PEER);
+        t.handle_datagram(at_millis(8), from(40000), &hb);
+        assert_eq!(t.peer(), PEER, "and keeps it");
     }
 
     #[test]
