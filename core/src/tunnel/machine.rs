@@ -43,6 +43,11 @@
 
 use core::net::SocketAddr;
 
+// Birthday punching (issue 14): the escalation state and its methods.
+#[path = "birthday.rs"]
+mod birthday;
+pub use birthday::{BirthdayEvent, Escalation};
+
 use super::pw1::{self, Connection, PeerParams, Storage, StreamRead as Pw1Read};
 use super::{Endpoint, Local};
 use crate::frame::tail::{Caps, FLAG_PW1, Tail};
@@ -150,6 +155,8 @@ pub enum Event {
     StreamReset(u32),
     /// Every stream is gone (the peer restarted): close every local socket.
     AllStreamsReset,
+    /// Birthday punching progressed (see [`Tunnel::enable_birthday`]).
+    Birthday(BirthdayEvent),
 }
 
 /// What [`Tunnel::stream_peek`] found.
@@ -232,6 +239,8 @@ pub struct Tunnel<'a, const F: usize> {
     /// `-l`: since when a local client waits for a stream.
     waiting_since: Option<Instant>,
     stats: LinkStats,
+    /// Birthday punching, if enabled (birthday.rs).
+    bday: birthday::Bday,
 }
 
 impl<'a, const F: usize> Tunnel<'a, F> {
@@ -279,6 +288,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             stopping: false,
             waiting_since: None,
             stats: LinkStats::default(),
+            bday: birthday::Bday::default(),
         };
         t.timers[Timer::Heartbeat as usize] = Some(now);
         if let Some(ep) = t.ep.as_deref_mut() {
@@ -588,6 +598,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         {
             self.decide_v012();
         }
+        self.birthday_timeout(now);
         if !self.silent && micros_between(self.last_heard, now) >= self.cfg.silence_ms * 1000 {
             self.silent = true;
             self.ev_silent = true;
@@ -847,6 +858,9 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         if core::mem::take(&mut self.ev_silent) {
             return Some(Event::PeerSilent);
         }
+        if let Some(b) = self.poll_birthday_event() {
+            return Some(Event::Birthday(b));
+        }
         if let Some((n, reset)) = self.ev_v012_closed.take() {
             return Some(if reset {
                 Event::StreamReset(n)
@@ -974,6 +988,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             t = earliest(t, x);
         }
         t = earliest(t, self.silent_peer_deadline());
+        t = earliest(t, self.birthday_deadline());
         if self.caps_reply_due {
             let at = self.last_caps_reply.map_or(self.last_heard, |l| {
                 crate::time::add_millis(l, CAPS_REPLY_MS)
