@@ -13,10 +13,10 @@ use std::rc::Rc;
 use punchwire_core::birthday::{self, Birthday, BirthdayConfig, Socket};
 use punchwire_core::net::Wait;
 use punchwire_core::time::{Instant, UnixClock, at_millis, micros};
-use punchwire_core::tunnel::machine::{MachineConfig, Protocol, Tunnel};
+use punchwire_core::tunnel::machine::{Chosen, MachineConfig, Protocol, Tunnel};
 use punchwire_core::tunnel::pw1::{self, Chunk, SentPacket, Storage, Stream};
 use punchwire_core::tunnel::{
-    BirthdayEvent, Buffers, Driver, DriverConfig, Flow, Local, Poll, TunnelEvent,
+    BirthdayEvent, Buffers, Config, Driver, DriverConfig, Endpoint, Flow, Local, Poll, TunnelEvent,
 };
 use punchwire_tests::simnet::*;
 
@@ -41,6 +41,7 @@ fn driver(
     seed: u64,
     birthday: bool,
     k: usize,
+    protocol: Protocol,
 ) -> D {
     let storage = Storage {
         send: leak(vec![Chunk::EMPTY; 256]),
@@ -54,7 +55,7 @@ fn driver(
     let cfg = MachineConfig {
         peer: SocketAddr::V4(SocketAddrV4::new(peer, PORT)),
         local,
-        protocol: Protocol::Pw1,
+        protocol,
         prime_ttl: 3,
         normal_ttl: 64,
         heartbeat_ms: 1000,
@@ -63,7 +64,12 @@ fn driver(
         token: seed | 1,
     };
     let now = net.now();
-    let mut tunnel = Tunnel::new(cfg, None, Some(storage), now);
+    let v012 = (protocol == Protocol::Auto).then(|| {
+        let mut c = Config::new(local.role());
+        c.frame_size = 1000;
+        Box::leak(Box::new(Endpoint::<1, F>::new(c, now)))
+    });
+    let mut tunnel = Tunnel::new(cfg, v012, Some(storage), now);
     if birthday {
         // Both sides read the same unix time (a shared clock within ms).
         let unix = UnixClock::from_micros(now, 1_764_000_000_123_456);
@@ -71,8 +77,8 @@ fn driver(
         tunnel.enable_birthday(Birthday::new(bc, now, unix, seed));
     }
     let bufs = Buffers {
-        rx: leak(vec![0u8; 1401]),
-        tx: leak(vec![0u8; 1400]),
+        rx: leak(vec![0u8; 2049]),
+        tx: leak(vec![0u8; 2048]),
         local: leak(vec![0u8; 16384]),
         slots: leak(vec![None; 8]),
     };
@@ -107,6 +113,7 @@ struct Case {
     k: (usize, usize),
     seed: u64,
     limit_ms: u64,
+    protocol: Protocol,
 }
 
 struct Ran {
@@ -139,6 +146,7 @@ fn run(c: Case) -> Ran {
         c.seed * 2 + 1,
         c.birthday,
         c.k.0,
+        c.protocol,
     );
     let db = driver(
         &mut nb,
@@ -147,6 +155,7 @@ fn run(c: Case) -> Ran {
         c.seed * 2 + 2,
         c.birthday,
         c.k.1,
+        c.protocol,
     );
     let (la, lb): (Log, Log) = Default::default();
     let mut sa = stepper(da.clone(), la.clone());
@@ -215,6 +224,7 @@ fn easy_nats_need_no_birthday_round() {
         k: (256, 256),
         seed: 1,
         limit_ms: 30_000,
+        protocol: Protocol::Pw1,
     });
     assert!(r.done, "the ordinary punch connects port-preserving NATs");
     assert!(rounds(&r.log_a).is_empty() && rounds(&r.log_b).is_empty());
@@ -234,6 +244,7 @@ fn symmetric_side_without_birthday_never_connects() {
         k: (0, 0),
         seed: 2,
         limit_ms: 40_000,
+        protocol: Protocol::Pw1,
     });
     assert!(!r.done);
     assert!(
@@ -256,6 +267,7 @@ fn symmetric_a_reached_and_session_byte_exact() {
         k: (256, 256),
         seed: 3,
         limit_ms: 60_000,
+        protocol: Protocol::Pw1,
     });
     assert!(r.done, "no session; A: {:?}", r.log_a);
     let (ta, sa, pa) = won(&r.log_a).expect("A won");
@@ -287,6 +299,7 @@ fn symmetric_b_reached_and_session_byte_exact() {
         k: (256, 256),
         seed: 4,
         limit_ms: 60_000,
+        protocol: Protocol::Pw1,
     });
     assert!(r.done, "no session; B: {:?}", r.log_b);
     let (_, sb, _) = won(&r.log_b).expect("B won");
@@ -305,6 +318,7 @@ fn easy_side_with_no_extra_sockets_reaches_symmetric_peer() {
         k: (256, 0),
         seed: 5,
         limit_ms: 60_000,
+        protocol: Protocol::Pw1,
     });
     assert!(r.done);
     let s = r.bday_b.unwrap();
@@ -323,6 +337,7 @@ fn both_symmetric_give_up_cleanly() {
         k: (256, 256),
         seed: 6,
         limit_ms: 100_000,
+        protocol: Protocol::Pw1,
     });
     assert!(!r.done);
     for (log, s) in [(&r.log_a, r.bday_a), (&r.log_b, r.bday_b)] {
@@ -351,6 +366,7 @@ fn one_symmetric_side_connects_in_95_of_100_seeds() {
             k: (256, 256),
             seed,
             limit_ms: 30_000,
+            protocol: Protocol::Pw1,
         });
         if r.done {
             ok += 1;
@@ -366,4 +382,32 @@ fn one_symmetric_side_connects_in_95_of_100_seeds() {
         times.get(times.len() / 2)
     );
     assert!(ok >= 95, "{ok}/100");
+}
+
+/// `--protocol auto` on the -l side with a local client waiting from
+/// 0.5 s: the silent peer is not taken for udphp.py while the birthday
+/// machine works (it is a punchwire peer behind a symmetric NAT), so both
+/// sides choose pw1 after the win.
+#[test]
+fn auto_protocol_waiting_client_still_gets_pw1_after_the_win() {
+    let r = run(Case {
+        nat_a: Nat::Random,
+        nat_b: Nat::Preserving,
+        birthday: true,
+        k: (256, 256),
+        seed: 7,
+        limit_ms: 60_000,
+        protocol: Protocol::Auto,
+    });
+    assert!(r.done, "no session; A: {:?}", r.log_a);
+    for log in [&r.log_a, &r.log_b] {
+        let chosen: Vec<_> = log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                TunnelEvent::Protocol(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chosen, [Chosen::Pw1]);
+    }
 }

@@ -586,7 +586,10 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         (self.chosen == Chosen::Undecided
             && self.cfg.protocol == Protocol::Auto
             && self.peer_caps.is_none()
-            && self.ep.is_some())
+            && self.ep.is_some()
+            // A silent peer may be a punchwire peer behind a symmetric
+            // NAT: wait for the birthday machine's word (birthday.rs).
+            && !self.birthday_pending())
         .then(|| add_millis(since, SILENT_PEER_V012_MS))
     }
 
