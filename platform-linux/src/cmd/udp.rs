@@ -61,7 +61,8 @@ Options:
                          open up to 256 extra UDP sockets and probe random
                          ports of the peer, paced to 100 datagrams/s, at most
                          2048 a round, 3 rounds on the shared clock: this
-                         reaches a peer whose NAT randomises ports)
+                         reaches a peer whose NAT randomises ports; never
+                         with a loopback PEER_IP)
   --bind-port N          bind this UDP port instead of UDP_PORT (still send to
                          PEER_IP:UDP_PORT): for both sides on one machine
   -v, --verbose          more log lines; -q, --quiet: errors only
@@ -366,7 +367,9 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         mem.as_mut().map(|m| m.storage()),
         now,
     );
-    if o.birthday {
+    // A loopback peer is never behind a NAT (and probing random local
+    // ports would reach other programs on this host).
+    if o.birthday && !o.peer.is_loopback() {
         // Rounds start on the shared unix clock (both sides' bursts overlap).
         let unix = UnixClock::new(now, clock::unix_now(0));
         let bcfg = BirthdayConfig::new(SocketAddrV4::new(o.peer, o.udp_port));
