@@ -228,16 +228,6 @@ impl<const F: usize> Tunnel<'_, F> {
         }
     }
 
-    /// Whether the birthday machine has not decided yet (the ordinary
-    /// punch not heard, no hole, not given up). Meanwhile a silent peer is
-    /// not taken for udphp.py (`SILENT_PEER_V012_MS`): it may be a
-    /// punchwire peer behind a port-randomising NAT. A udphp.py peer is
-    /// still recognised by its first heartbeat (every 20-30 s), or after
-    /// the give-up.
-    pub(super) fn birthday_pending(&self) -> bool {
-        self.bday.m.as_ref().is_some_and(|m| m.result().is_none())
-    }
-
     /// The birthday machine's phase changes (from `handle_timeout`).
     pub(super) fn birthday_timeout(&mut self, now: Instant) {
         if let Some(m) = self.bday.m.as_mut() {

@@ -586,10 +586,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         (self.chosen == Chosen::Undecided
             && self.cfg.protocol == Protocol::Auto
             && self.peer_caps.is_none()
-            && self.ep.is_some()
-            // A silent peer may be a punchwire peer behind a symmetric
-            // NAT: wait for the birthday machine's word (birthday.rs).
-            && !self.birthday_pending())
+            && self.ep.is_some())
         .then(|| add_millis(since, SILENT_PEER_V012_MS))
     }
 
@@ -966,8 +963,12 @@ impl<'a, const F: usize> Tunnel<'a, F> {
     }
 
     fn caps_tail(&self) -> Tail {
-        let pw1 =
-            self.cfg.protocol != Protocol::V012 && (self.storage.is_some() || self.conn.is_some());
+        // Once v0.12 is chosen (perhaps by the silent-peer guess, before a
+        // birthday round reached a punchwire peer), pw1 is not offered:
+        // the peer follows into v0.12 instead of a mismatch.
+        let pw1 = self.cfg.protocol != Protocol::V012
+            && self.chosen != Chosen::V012
+            && (self.storage.is_some() || self.conn.is_some());
         let max_streams = match (&self.storage, &self.conn) {
             (Some(s), _) => self.cfg.pw1.max_streams_for(s),
             (None, Some(_)) if self.cfg.pw1.accept_streams => self.cfg.pw1.max_streams,
