@@ -40,6 +40,9 @@
 //!   numbers and sessions from the start) and every stream is reset
 //!   ([`Event::AllStreamsReset`]). A udphp.py peer has no token; its
 //!   restart is not detectable.
+//! * **Birthday punching** (optional, [`Tunnel::enable_birthday`]): after
+//!   the ordinary punch's silence, extra sockets and probes through the
+//!   driver; see `birthday.rs` ([`Escalation`], [`BirthdayEvent`]).
 
 use core::net::SocketAddr;
 
