@@ -308,21 +308,33 @@ fn busy_ports_have_their_own_exit_codes() {
 
 #[test]
 fn a_silent_peer_ends_with_exit_4() {
+    silent_peer_exit_4(&[]);
+}
+
+#[test]
+fn no_birthday_is_accepted() {
+    silent_peer_exit_4(&["--no-birthday"]);
+}
+
+fn silent_peer_exit_4(extra: &[&str]) {
     let udp = free_udp().to_string();
     let bind = free_udp().to_string();
     let start = Instant::now();
+    let tcp = free_tcp().to_string();
+    let mut args = vec![
+        "udp",
+        "-l",
+        &tcp,
+        "127.0.0.1",
+        &udp,
+        "--bind-port",
+        &bind,
+        "--silence",
+        "1",
+    ];
+    args.extend_from_slice(extra);
     let o = punchwire()
-        .args([
-            "udp",
-            "-l",
-            &free_tcp().to_string(),
-            "127.0.0.1",
-            &udp,
-            "--bind-port",
-            &bind,
-            "--silence",
-            "1",
-        ])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap();

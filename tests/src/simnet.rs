@@ -54,7 +54,9 @@
 //!   address, e.g. floods), [`World::restart`] (all of a node's sockets
 //!   vanish as after kill -9: the kernel closes them, local peers see FIN or
 //!   RST), [`World::rebind`] (NAT rebinding: a node's datagrams from one
-//!   port appear from another, and replies to that port reach the socket).
+//!   port appear from another, and replies to that port reach the socket),
+//!   [`World::set_nat`] (a NAT in front of a node, Linux conntrack style:
+//!   port-preserving or port-randomising, port-restricted filtering).
 //! * A **runner** ([`World::run`]) for several nodes, each a [`Stepper`]:
 //!   poll every node, then advance the clock to the earliest of the nodes'
 //!   deadlines and the world's next event, with a livelock guard.
@@ -62,7 +64,8 @@
 //! # What it does not model
 //! No IP fragmentation (too big is dropped), no ICMP (an unbound port or a
 //! dropped datagram tells the sender nothing; `Refused`/`Unreachable`
-//! never come from UDP), no NAT mappings beyond [`World::rebind`], no
+//! never come from UDP), no NAT beyond [`World::rebind`] and
+//! [`World::set_nat`] (no mapping timeouts, no hairpinning), no
 //! congestion on the loopback (local TCP has no delay and no rate), no TCP
 //! over the simulated paths (the punch methods `tcp_bind_reuse`,
 //! `tcp_connect`, `tcp_set_ttl` answer `Err(NetError::Other(95))`), no
@@ -482,6 +485,23 @@ impl PathConfig {
     }
 }
 
+/// A NAT in front of a node ([`World::set_nat`]), as Linux conntrack
+/// masquerading: an outbound datagram from local port `lp` to remote `r`
+/// gets a mapping `(lp, r) → external port`, and an inbound datagram is let
+/// in only from exactly the remote of a mapping on its external port
+/// (port-restricted filtering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Nat {
+    /// No NAT: the node's address is public.
+    #[default]
+    None,
+    /// The external port is the local port (OpenWrt's masquerade).
+    Preserving,
+    /// A fresh random external port per mapping (`fully-random`, carrier
+    /// NATs): a symmetric NAT.
+    Random,
+}
+
 /// Why the simulation dropped a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -503,6 +523,8 @@ pub enum DropReason {
     RxOverflow,
     /// No node has the destination address.
     Unroutable,
+    /// The destination's NAT had no mapping for it ([`World::set_nat`]).
+    NatFiltered,
 }
 
 /// Counters of one direction of a path. Every datagram sent is either
@@ -540,6 +562,8 @@ pub struct PathStats {
     pub dropped_no_socket: u64,
     /// Dropped at the receiver: receive queue full.
     pub dropped_rx_overflow: u64,
+    /// Dropped at the receiver's NAT: no mapping ([`World::set_nat`]).
+    pub dropped_nat: u64,
 }
 
 impl PathStats {
@@ -553,6 +577,7 @@ impl PathStats {
             + self.dropped_queue
             + self.dropped_no_socket
             + self.dropped_rx_overflow
+            + self.dropped_nat
     }
 
     fn count(&mut self, reason: DropReason) {
@@ -565,6 +590,7 @@ impl PathStats {
             DropReason::Queue => &mut self.dropped_queue,
             DropReason::NoSocket => &mut self.dropped_no_socket,
             DropReason::RxOverflow => &mut self.dropped_rx_overflow,
+            DropReason::NatFiltered => &mut self.dropped_nat,
             DropReason::Unroutable => return,
         };
         *c += 1;
@@ -1037,6 +1063,12 @@ struct Node {
     accepted: BTreeMap<u16, VecDeque<u32>>,
     rebind_out: BTreeMap<u16, u16>,
     rebind_in: BTreeMap<u16, u16>,
+    nat: Nat,
+    /// (local port, remote) → external port.
+    nat_out: BTreeMap<(u16, SocketAddrV4), u16>,
+    /// (external port, remote) → local port.
+    nat_in: BTreeMap<(u16, SocketAddrV4), u16>,
+    nat_rng: Rng,
     rx_limit: usize,
     tcp_buffer: usize,
     next_ephemeral: u16,
@@ -1466,6 +1498,7 @@ impl World {
             w.by_addr.insert(addr, id).is_none(),
             "simnet: two nodes with address {addr}"
         );
+        let nat_rng = Rng::new(splitmix64(w.seed ^ 0x4e41_5400 ^ id as u64));
         w.nodes.push(Node {
             addr,
             udp: BTreeMap::new(),
@@ -1474,6 +1507,10 @@ impl World {
             accepted: BTreeMap::new(),
             rebind_out: BTreeMap::new(),
             rebind_in: BTreeMap::new(),
+            nat: Nat::None,
+            nat_out: BTreeMap::new(),
+            nat_in: BTreeMap::new(),
+            nat_rng,
             rx_limit: 256 * 1024,
             tcp_buffer: 64 * 1024,
             next_ephemeral: 49152,
@@ -1660,6 +1697,21 @@ impl World {
             n.rebind_out.insert(port, external);
             n.rebind_in.insert(external, port);
         }
+    }
+
+    /// Puts a NAT of `kind` in front of `node` (its address becomes the
+    /// NAT's public address); see [`Nat`]. Mappings never time out.
+    pub fn set_nat(&self, node: NodeId, kind: Nat) {
+        let mut w = self.inner.borrow_mut();
+        let n = &mut w.nodes[node.0];
+        n.nat = kind;
+        n.nat_out.clear();
+        n.nat_in.clear();
+    }
+
+    /// How many NAT mappings `node`'s NAT holds.
+    pub fn nat_mappings(&self, node: NodeId) -> usize {
+        self.inner.borrow().nodes[node.0].nat_out.len()
     }
 
     /// The process on `node` dies (kill -9): every UDP socket and listener
@@ -1997,8 +2049,27 @@ impl Inner {
         data: &[u8],
         to: SocketAddrV4,
     ) -> NetResult<()> {
+        let n = &mut self.nodes[node];
+        let mut src_port = n.rebind_out.get(&port).copied().unwrap_or(port);
+        if n.nat != Nat::None && *to.ip() != n.addr && !to.ip().is_loopback() {
+            src_port = match n.nat_out.get(&(src_port, to)) {
+                Some(&e) => e,
+                None => {
+                    let mut e = src_port;
+                    while n.nat == Nat::Random || n.nat_in.contains_key(&(e, to)) {
+                        e = 1024 + n.nat_rng.below(64512) as u16;
+                        if !n.nat_in.contains_key(&(e, to)) {
+                            break;
+                        }
+                    }
+                    n.nat_out.insert((src_port, to), e);
+                    n.nat_in.insert((e, to), src_port);
+                    e
+                }
+            };
+        }
         let n = &self.nodes[node];
-        let from = SocketAddrV4::new(n.addr, n.rebind_out.get(&port).copied().unwrap_or(port));
+        let from = SocketAddrV4::new(n.addr, src_port);
         let dst = if to.ip().is_loopback() || *to.ip() == n.addr {
             Some(node)
         } else {
@@ -2115,15 +2186,24 @@ impl Inner {
 
     fn arrive(&mut self, dg: Datagram) {
         let n = &self.nodes[dg.node];
-        let port = n
-            .rebind_in
-            .get(&dg.to.port())
-            .copied()
-            .unwrap_or(dg.to.port());
+        let nat_port = if n.nat != Nat::None && !matches!(dg.origin, Origin::Loop) {
+            // No mapping: filtered (port 0 is never bound).
+            Some(n.nat_in.get(&(dg.to.port(), dg.from)).copied().unwrap_or(0))
+        } else {
+            None
+        };
+        let n = &self.nodes[dg.node];
+        let port = nat_port.unwrap_or_else(|| {
+            n.rebind_in
+                .get(&dg.to.port())
+                .copied()
+                .unwrap_or(dg.to.port())
+        });
         let limit = n.rx_limit;
         let slot = n.udp.get(&port).copied();
         let len = dg.data.len();
         let outcome = match slot.and_then(|i| self.udp[i as usize].as_mut()) {
+            None if nat_port == Some(0) => Err(DropReason::NatFiltered),
             None => Err(DropReason::NoSocket),
             Some(s) if s.queued_bytes > 0 && s.queued_bytes + len + RX_OVERHEAD > limit => {
                 s.overflows += 1;

@@ -14,8 +14,9 @@
 use core::fmt;
 use core::net::{SocketAddr, SocketAddrV4};
 
-use super::machine::{Chosen, Event, LinkStats, StreamRead, Tunnel};
+use super::machine::{BirthdayEvent, Chosen, Escalation, Event, LinkStats, StreamRead, Tunnel};
 use super::{Local, Stats, pw1};
+use crate::birthday::Socket;
 use crate::net::{ConnectStatus, NetError, Tcp, Udp, Wait};
 use crate::time::{self, Instant};
 
@@ -93,6 +94,8 @@ pub enum TunnelEvent {
     },
     /// Periodic statistics.
     Stats(Snapshot),
+    /// Birthday punching progressed (a round began, it won, it gave up).
+    Birthday(BirthdayEvent),
 }
 
 /// What the event handler wants next.
@@ -173,6 +176,8 @@ pub struct Driver<'a, N: Udp + Tcp, const F: usize> {
     dropped: (u64, u64),
     /// `-l`: an accepted client the machine cannot take yet.
     parked: Option<N::TcpSocket>,
+    /// Birthday punching's extra sockets (caller storage; empty: none).
+    extra: &'a mut [Option<N::UdpSocket>],
 }
 
 impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
@@ -210,7 +215,20 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             started: false,
             dropped: (0, 0),
             parked: None,
+            extra: &mut [],
         })
+    }
+
+    /// Gives the driver a table of extra UDP sockets for birthday punching
+    /// (see [`Tunnel::enable_birthday`]): index `i` of the machine's
+    /// `Open(i)` is slot `i`; a machine asking for more sockets than slots
+    /// gets failed opens (it probes only).
+    pub fn with_extra_sockets(mut self, extra: &'a mut [Option<N::UdpSocket>]) -> Self {
+        for s in extra.iter_mut() {
+            *s = None;
+        }
+        self.extra = extra;
+        self
     }
 
     /// A snapshot of the tunnel.
@@ -247,8 +265,13 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             }
             match net.udp_recv_from(self.udp, self.bufs.rx) {
                 Ok((n, from)) => {
-                    self.tunnel
-                        .handle_datagram(now, SocketAddr::V4(from), &self.bufs.rx[..n]);
+                    let on = self.tunnel.socket();
+                    self.tunnel.handle_datagram_on(
+                        now,
+                        on,
+                        SocketAddr::V4(from),
+                        &self.bufs.rx[..n],
+                    );
                 }
                 Err(NetError::WouldBlock) => break,
                 // ICMP errors and oversized datagrams surface here; a socket
@@ -264,6 +287,7 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
                 more = true;
             }
         }
+        self.read_extra(net, now);
         let l = self.tunnel.link_stats();
         let pw1_bad = self.tunnel.pw1_stats().map_or(0, |p| p.bad.total());
         let v012_bad = self.tunnel.v012_stats().map_or(0, |v| v.bad.total());
@@ -280,6 +304,7 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             );
         }
         self.tunnel.handle_timeout(now);
+        self.escalate(net, now);
         self.events(net, now, on_event);
         self.local(net, now, on_event);
         self.events(net, now, on_event);
@@ -328,6 +353,7 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
                 Event::PeerRestarted => Some(TunnelEvent::PeerRestarted),
                 Event::Protocol(c) => Some(TunnelEvent::Protocol(c)),
                 Event::ProtocolRefused => Some(TunnelEvent::ProtocolRefused),
+                Event::Birthday(b) => Some(TunnelEvent::Birthday(b)),
                 Event::ConnectLocal(id) => self.connect_local(net, now, id),
                 Event::StreamClosed(id) => self.release(net, id, false),
                 Event::StreamReset(id) => self.release(net, id, true),
@@ -539,7 +565,87 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
         }
     }
 
+    /// Birthday punching: every open extra socket's datagrams, into the
+    /// machine (bounded per socket, as the main socket is).
+    fn read_extra(&mut self, net: &mut N, now: Instant) {
+        for i in 0..self.extra.len() {
+            for _ in 0..64 {
+                let Some(s) = self.extra[i] else { break };
+                match net.udp_recv_from(s, self.bufs.rx) {
+                    Ok((n, from)) => self.tunnel.handle_datagram_on(
+                        now,
+                        Socket::Extra(i as u16),
+                        SocketAddr::V4(from),
+                        &self.bufs.rx[..n],
+                    ),
+                    Err(NetError::WouldBlock) => break,
+                    Err(_) => continue,
+                }
+            }
+        }
+    }
+
+    /// Birthday punching: carries out the machine's escalation actions.
+    fn escalate(&mut self, net: &mut N, now: Instant) {
+        while let Some(e) = self.tunnel.poll_birthday(now, self.bufs.tx) {
+            match e {
+                Escalation::Open { index, ttl } => {
+                    let opened = match self.extra.get_mut(usize::from(index)) {
+                        Some(slot) => match net.udp_bind(0) {
+                            Ok(s) => {
+                                let _ = net.udp_set_ttl(s, ttl);
+                                *slot = Some(s);
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        None => false,
+                    };
+                    if !opened {
+                        self.tunnel.birthday_open_failed(index);
+                    }
+                }
+                Escalation::Send { from, to, len, ttl } => {
+                    let s = match from {
+                        Socket::Main => {
+                            if ttl != self.ttl && net.udp_set_ttl(self.udp, ttl).is_ok() {
+                                self.ttl = ttl;
+                            }
+                            Some(self.udp)
+                        }
+                        Socket::Extra(i) => self.extra.get(usize::from(i)).copied().flatten(),
+                    };
+                    if let Some(s) = s {
+                        // A full queue or an ICMP error costs one probe.
+                        let _ = net.udp_send_to(s, &self.bufs.tx[..len], to);
+                    }
+                }
+                Escalation::Close(i) => {
+                    if let Some(s) = self.extra.get_mut(usize::from(i)).and_then(Option::take) {
+                        net.udp_close(s);
+                    }
+                }
+                Escalation::Switch { socket, .. } => {
+                    if let Socket::Extra(i) = socket
+                        && let Some(s) = self.extra.get_mut(usize::from(i)).and_then(Option::take)
+                    {
+                        // The winner replaces the main socket (its TTL is
+                        // set again by the next transmit).
+                        net.udp_close(self.udp);
+                        self.udp = s;
+                        self.ttl = 0;
+                    }
+                }
+            }
+        }
+    }
+
     fn shutdown(&mut self, net: &mut N) {
+        for slot in self.extra.iter_mut() {
+            if let Some(s) = slot.take() {
+                net.udp_close(s);
+            }
+        }
         if let Some(p) = self.parked.take() {
             net.tcp_close(p);
         }

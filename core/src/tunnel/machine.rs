@@ -40,8 +40,16 @@
 //!   numbers and sessions from the start) and every stream is reset
 //!   ([`Event::AllStreamsReset`]). A udphp.py peer has no token; its
 //!   restart is not detectable.
+//! * **Birthday punching** (optional, [`Tunnel::enable_birthday`]): after
+//!   the ordinary punch's silence, extra sockets and probes through the
+//!   driver; see `birthday.rs` ([`Escalation`], [`BirthdayEvent`]).
 
 use core::net::SocketAddr;
+
+// Birthday punching (issue 14): the escalation state and its methods.
+#[path = "birthday.rs"]
+mod birthday;
+pub use birthday::{BirthdayEvent, Escalation};
 
 use super::pw1::{self, Connection, PeerParams, Storage, StreamRead as Pw1Read};
 use super::{Endpoint, Local};
@@ -157,6 +165,8 @@ pub enum Event {
     StreamReset(u32),
     /// Every stream is gone (the peer restarted): close every local socket.
     AllStreamsReset,
+    /// Birthday punching progressed (see [`Tunnel::enable_birthday`]).
+    Birthday(BirthdayEvent),
 }
 
 /// What [`Tunnel::stream_peek`] found.
@@ -243,6 +253,8 @@ pub struct Tunnel<'a, const F: usize> {
     /// `-l`: since when a local client waits for a stream.
     waiting_since: Option<Instant>,
     stats: LinkStats,
+    /// Birthday punching, if enabled (birthday.rs).
+    bday: birthday::Bday,
 }
 
 impl<'a, const F: usize> Tunnel<'a, F> {
@@ -291,6 +303,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             stopping: false,
             waiting_since: None,
             stats: LinkStats::default(),
+            bday: birthday::Bday::default(),
         };
         t.timers[Timer::Heartbeat as usize] = Some(now);
         if let Some(ep) = t.ep.as_deref_mut() {
@@ -637,6 +650,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         {
             self.decide_v012();
         }
+        self.birthday_timeout(now);
         if !self.silent && micros_between(self.last_heard, now) >= self.cfg.silence_ms * 1000 {
             self.silent = true;
             self.ev_silent = true;
@@ -915,6 +929,9 @@ impl<'a, const F: usize> Tunnel<'a, F> {
         if core::mem::take(&mut self.ev_silent) {
             return Some(Event::PeerSilent);
         }
+        if let Some(b) = self.poll_birthday_event() {
+            return Some(Event::Birthday(b));
+        }
         if let Some((n, reset)) = self.ev_v012_closed.take() {
             return Some(if reset {
                 Event::StreamReset(n)
@@ -1017,8 +1034,12 @@ impl<'a, const F: usize> Tunnel<'a, F> {
     }
 
     fn caps_tail(&self) -> Tail {
-        let pw1 =
-            self.cfg.protocol != Protocol::V012 && (self.storage.is_some() || self.conn.is_some());
+        // Once v0.12 is chosen (perhaps by the silent-peer guess, before a
+        // birthday round reached a punchwire peer), pw1 is not offered:
+        // the peer follows into v0.12 instead of a mismatch.
+        let pw1 = self.cfg.protocol != Protocol::V012
+            && self.chosen != Chosen::V012
+            && (self.storage.is_some() || self.conn.is_some());
         let max_streams = match (&self.storage, &self.conn) {
             (Some(s), _) => self.cfg.pw1.max_streams_for(s),
             (None, Some(_)) if self.cfg.pw1.accept_streams => self.cfg.pw1.max_streams,
@@ -1042,6 +1063,7 @@ impl<'a, const F: usize> Tunnel<'a, F> {
             t = earliest(t, x);
         }
         t = earliest(t, self.silent_peer_deadline());
+        t = earliest(t, self.birthday_deadline());
         if self.caps_reply_due {
             let at = self.last_caps_reply.map_or(self.last_heard, |l| {
                 crate::time::add_millis(l, CAPS_REPLY_MS)

@@ -100,7 +100,7 @@ pub use driver::{
     Buffers, Driver, DriverConfig, Flow, LocalSlot, Poll, Snapshot, TunnelError, TunnelEvent, run,
 };
 pub use endpoint::Endpoint;
-pub use machine::{Chosen, MachineConfig, Protocol, Transmit, Tunnel};
+pub use machine::{BirthdayEvent, Chosen, Escalation, MachineConfig, Protocol, Transmit, Tunnel};
 
 /// Which local side this tunnel end serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

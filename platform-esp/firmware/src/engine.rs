@@ -497,6 +497,13 @@ fn udp_round<D: Driver>(
             foreign = f;
             Flow::Continue
         }
+        // The firmware does not enable birthday punching (no extra
+        // sockets in its pool); a symmetric peer is reached only by a
+        // peer that does (see the README's NAT coverage).
+        TunnelEvent::Birthday(b) => {
+            println!("tunnel: birthday {b:?}");
+            Flow::Continue
+        }
         TunnelEvent::Stats(s) => {
             if let Some(p) = s.pw1 {
                 println!(

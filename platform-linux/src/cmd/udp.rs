@@ -5,12 +5,13 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use lexopt::prelude::*;
 use log::{debug, info, warn};
+use punchwire_core::birthday::{self, Birthday, BirthdayConfig};
 use punchwire_core::frame::{MAX_FRAME_LEN, MAX_PAYLOAD};
-use punchwire_core::time::Milliseconds;
+use punchwire_core::time::{Milliseconds, UnixClock};
 use punchwire_core::tunnel::pw1::{self, Chunk, SentPacket, Stream};
 use punchwire_core::tunnel::{
-    self, Chosen, Config, Driver, DriverConfig, Endpoint, Flow, Local, LocalSlot, MachineConfig,
-    Protocol, Snapshot, Tunnel, TunnelError, TunnelEvent,
+    self, BirthdayEvent, Chosen, Config, Driver, DriverConfig, Endpoint, Flow, Local, LocalSlot,
+    MachineConfig, Protocol, Snapshot, Tunnel, TunnelError, TunnelEvent,
 };
 
 use crate::args::{UsageError, parse_seconds_ms, port, text, ttl, usage};
@@ -56,6 +57,13 @@ Options:
                          exceeded of TTL-limited probes: the first public
                          router beyond this side's NATs), 3 if it is silent]
   --no-compress          send every frame uncompressed
+  --no-birthday          never escalate to birthday punching (by default,
+                         after 3 s without a word from the peer, both sides
+                         open up to 256 extra UDP sockets and probe random
+                         ports of the peer, paced to 100 datagrams/s, at most
+                         2048 a round, 3 rounds on the shared clock: this
+                         reaches a peer whose NAT randomises ports; never
+                         with a loopback PEER_IP)
   --bind-port N          bind this UDP port instead of UDP_PORT (still send to
                          PEER_IP:UDP_PORT): for both sides on one machine
   --name NAME            name in `punchwire status` [default: udp-PID]
@@ -100,6 +108,8 @@ struct Options {
     protocol: Protocol,
     max_streams: u16,
     window: usize,
+    /// `--no-birthday` clears it.
+    birthday: bool,
 }
 
 fn seconds_u32(name: &str, v: &str, min_ms: i64) -> Result<u32, UsageError> {
@@ -130,6 +140,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
         protocol: Protocol::Auto,
         max_streams: 256,
         window: 1024,
+        birthday: true,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -184,6 +195,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Option<Options>, UsageError> {
                 o.ttl = Some(ttl("--ttl", &v)?);
             }
             Long("no-compress") => o.compress = false,
+            Long("no-birthday") => o.birthday = false,
             Long("protocol") => {
                 let v = text("--protocol", p.value()?)?;
                 o.protocol = match v.as_str() {
@@ -355,12 +367,26 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         token: punchwire_linux::random::u64() | 1,
     };
     let now = clock::now();
-    let tunnel = Tunnel::new(
+    let mut tunnel = Tunnel::new(
         machine_cfg,
         ep.as_deref_mut(),
         mem.as_mut().map(|m| m.storage()),
         now,
     );
+    // A loopback peer is never behind a NAT (and probing random local
+    // ports would reach other programs on this host).
+    if o.birthday && !o.peer.is_loopback() {
+        // Rounds start on the shared unix clock (both sides' bursts overlap).
+        let unix = UnixClock::new(now, clock::unix_now(0));
+        let bcfg = BirthdayConfig::new(SocketAddrV4::new(o.peer, o.udp_port));
+        tunnel.enable_birthday(Birthday::new(
+            bcfg,
+            now,
+            unix,
+            punchwire_linux::random::u64(),
+        ));
+    }
+    let mut extra = vec![None; usize::from(birthday::MAX_EXTRA_SOCKETS)];
     let mut rx = vec![0u8; MAX_FRAME_LEN + 1];
     let mut tx = vec![0u8; Endpoint::<1, MAX_PAYLOAD>::MAX_DATAGRAM];
     let mut local = vec![0u8; 16 * 1024];
@@ -378,7 +404,7 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
         stats_every_ms: Some(status_hook::tick_ms(o.stats_ms)),
     };
     let mut driver = match Driver::new(&mut net, tunnel, dcfg, buffers) {
-        Ok(d) => d,
+        Ok(d) => d.with_extra_sockets(&mut extra),
         Err(e) => {
             log::error!("{e}");
             return Ok(match e {
@@ -494,6 +520,43 @@ pub fn run(parser: lexopt::Parser) -> Result<u8, UsageError> {
                 && stats_ticks.is_multiple_of(status_hook::ticks_per_line(ms))
             {
                 info!("{}", stats_line(&s));
+            }
+            Flow::Continue
+        }
+        TunnelEvent::Birthday(b) => {
+            match b {
+                BirthdayEvent::Round {
+                    round,
+                    rounds,
+                    extra_sockets,
+                } => {
+                    if round == 1 {
+                        info!("the peer is silent: escalating to birthday punching");
+                    }
+                    debug!(
+                        "birthday round {round}/{rounds}: {extra_sockets} extra sockets, probing random ports of {}",
+                        o.peer
+                    );
+                }
+                BirthdayEvent::Won {
+                    socket,
+                    peer,
+                    round,
+                    stats,
+                } => {
+                    let on = match socket {
+                        birthday::Socket::Main => "the main socket".to_string(),
+                        birthday::Socket::Extra(i) => format!("extra socket {i}"),
+                    };
+                    info!(
+                        "birthday punching found a hole in round {round}: {on} to {peer} ({} extra sockets, {} datagrams from them, {} probes)",
+                        stats.opened, stats.extra_sent, stats.probes_sent
+                    );
+                }
+                BirthdayEvent::GaveUp(stats) => warn!(
+                    "birthday punching gave up after {} rounds ({} extra datagrams, {} probes): no hole; still listening for the peer",
+                    stats.rounds, stats.extra_sent, stats.probes_sent
+                ),
             }
             Flow::Continue
         }
