@@ -885,11 +885,14 @@ impl<'a> Connection<'a> {
 
     /// Send chunks one stream may hold: all of the pool but a few for
     /// each other live stream (one bulk stream needs the whole window on a
-    /// long path), never less than a quarter of it.
+    /// long path), and at most twice its fair share when several are live.
     fn per_stream_send(&self) -> usize {
         let pool = self.send_pool.capacity();
-        let others = self.open_streams().saturating_sub(1);
-        pool.saturating_sub(16 * others).max(pool / 4).max(4)
+        let live = self.open_streams().max(1);
+        // Twice the fair share at most: streams that opened first must not
+        // fill the pool before the others get a chunk.
+        let share = (2 * pool / live).max(16);
+        pool.saturating_sub(16 * (live - 1)).min(share).max(4)
     }
 
     fn cwnd_allows(&self) -> bool {
