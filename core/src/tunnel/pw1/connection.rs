@@ -303,15 +303,23 @@ impl<'a> Connection<'a> {
             }
         }
         if self.peer_closed.is_some() {
-            // The peer is gone: what is not finished now never will be.
+            // The peer is gone: what is not finished now never will be —
+            // except a stream that has everything already (all our bytes
+            // acked, all of the peer's held up to its FIN): it is only
+            // waiting for the local side to read, and finishes normally.
             for i in 0..self.streams.len() {
-                if self.streams[i].is_live() {
-                    if self.streams[i].state == SlotState::Open {
-                        self.reset_slot(i, code::CLOSING, false);
-                    }
-                    self.streams[i].reset_done = true;
-                    self.check_done(i);
+                if !self.streams[i].is_live() {
+                    continue;
                 }
+                let s = self.streams[i];
+                if s.state == SlotState::Open && s.send_done() && self.recv_complete(i) {
+                    continue;
+                }
+                if s.state == SlotState::Open {
+                    self.reset_slot(i, code::CLOSING, false);
+                }
+                self.streams[i].reset_done = true;
+                self.check_done(i);
             }
         }
         if !stored_all {
@@ -1404,6 +1412,26 @@ impl<'a> Connection<'a> {
         self.streams[i].stored += 1;
         self.stats.stream_frames_received += 1;
         true
+    }
+
+    /// Whether slot `i` holds every byte of the peer's up to its FIN (the
+    /// local side only has to read them).
+    fn recv_complete(&self, i: usize) -> bool {
+        let s = &self.streams[i];
+        let Some(end) = s.final_offset else {
+            return false;
+        };
+        let mut at = s.recv_offset;
+        let mut c = s.reassembly.head;
+        while c != NONE && at < end {
+            let chunk = self.recv_pool.get(c);
+            if chunk.offset + u64::from(chunk.read) > at {
+                return false;
+            }
+            at = at.max(chunk.end());
+            c = chunk.next;
+        }
+        at >= end
     }
 
     fn open_remote(&mut self, id: u32) -> Option<usize> {

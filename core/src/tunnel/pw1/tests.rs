@@ -497,3 +497,29 @@ fn sizes_fit_a_microcontroller() {
     std::eprintln!("firmware pw1 memory = {firmware}");
     assert!(firmware <= 64 * 1024);
 }
+
+#[test]
+fn a_peer_that_closes_after_its_stream_finished_loses_nothing() {
+    let mut ma = Mem::new(64, 8);
+    let mut mb = Mem::new(64, 8);
+    let mut p = Pair::new(&mut ma, &mut mb, Path::CLEAN, Path::CLEAN, 17);
+    let id = p.a.conn.open_stream().unwrap();
+    // A sends nothing and finishes at once; its reader is stalled.
+    p.a.app.out.insert(id, (Vec::new(), 0, false));
+    p.a.app.stalled.push(id);
+    p.run(5_000_000, |p| p.b.app.out.contains_key(&id));
+    // Within the initial credit (8 chunks): it all fits without A reading.
+    p.b.app.out.insert(id, (data(8, 8_000), 0, false));
+    // B's side of the stream completes (A holds every byte, acked)...
+    p.run(10_000_000, |p| p.b.app.closed.contains(&id));
+    assert!(p.a.app.got.get(&id).is_none_or(|g| g.is_empty()));
+    // ...and B goes away before A's local side read anything.
+    p.b.conn.close(code::CLOSING);
+    p.run(10_000_000, |p| p.a.conn.peer_closed());
+    p.a.app.stalled.clear();
+    p.run(10_000_000, |p| {
+        p.a.app.closed.contains(&id) || p.a.app.reset.contains(&id)
+    });
+    assert!(p.a.app.closed.contains(&id), "finished, not reset");
+    assert_eq!(p.a.app.got[&id], data(8, 8_000));
+}
