@@ -769,9 +769,11 @@ impl<'a> Connection<'a> {
                     fin: c.fin,
                     data: c.bytes(),
                 };
+                let mut carried = NONE;
                 if frame.buffer_len() <= end - at {
                     at += frame.emit(&mut buf[at..end]).ok()?;
                     eliciting = true;
+                    carried = chunk;
                     let c = self.send_pool.get_mut(chunk);
                     if c.state == ChunkState::Lost {
                         self.stats.retransmits += 1;
@@ -788,13 +790,13 @@ impl<'a> Connection<'a> {
                     self.send_pool.insert_after(&mut r, NONE, chunk);
                     self.retransmit = r;
                 }
-                if !eliciting {
+                if at == wire::HEADER_LEN {
                     return None;
                 }
-                if self.probes_due > 0 {
+                if eliciting && self.probes_due > 0 {
                     self.probes_due -= 1;
                 }
-                return self.finish_packet(now, buf, at, true, controls, chunk);
+                return self.finish_packet(now, buf, at, eliciting, controls, carried);
             }
             if self.probes_due > 0 && !eliciting && end - at >= 1 {
                 at += Frame::Ping.emit(&mut buf[at..end]).ok()?;
