@@ -8,7 +8,7 @@ use punchwire_core::net::{Tcp, Udp, Wait};
 use punchwire_core::tunnel::pw1::{self, Chunk, SentPacket, Stream};
 use punchwire_core::tunnel::{
     self, Buffers, Config, Driver, DriverConfig, Endpoint, Flow, Local, LocalSlot, MachineConfig,
-    Poll, Protocol, Snapshot, Tunnel, TunnelError, TunnelEvent,
+    Protocol, Snapshot, Tunnel, TunnelError, TunnelEvent,
 };
 
 /// Largest v0.12 payload the host harnesses use (MTU-sized frames).
@@ -176,18 +176,4 @@ pub fn run<N: Udp + Tcp + Wait>(
         }
     })?;
     Ok(d.snapshot())
-}
-
-/// One step of a driver for a harness that owns the clock: `poll`, with
-/// the events handed to `seen`; returns when to poll again (`None` when
-/// done).
-pub fn step<N: Udp + Tcp + Wait, const F: usize>(
-    net: &mut N,
-    d: &mut Driver<'_, N, F>,
-    seen: &mut impl FnMut(&TunnelEvent) -> Flow,
-) -> Option<Option<punchwire_core::time::Instant>> {
-    match d.poll(net, &mut |e| seen(&e)) {
-        Ok(Poll::Wait(t)) => Some(t),
-        Ok(Poll::Done) | Err(_) => None,
-    }
 }

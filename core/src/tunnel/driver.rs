@@ -171,7 +171,6 @@ pub struct Driver<'a, N: Udp + Tcp, const F: usize> {
     ttl: u8,
     next_stats: Option<Instant>,
     stopped: bool,
-    started: bool,
     /// Dropped-datagram totals last reported.
     dropped: (u64, u64),
     /// `-l`: an accepted client the machine cannot take yet.
@@ -212,7 +211,6 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
             ttl: 0,
             next_stats: cfg.stats_every_ms.map(|ms| time::add_millis(now, ms)),
             stopped: false,
-            started: false,
             dropped: (0, 0),
             parked: None,
             extra: &mut [],
@@ -243,11 +241,6 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
         }
     }
 
-    /// Local sockets attached now.
-    pub fn local_sockets(&self) -> usize {
-        self.bufs.slots.iter().filter(|s| s.is_some()).count()
-    }
-
     /// Everything that is ready now; see the module docs.
     pub fn poll(
         &mut self,
@@ -255,7 +248,6 @@ impl<'a, N: Udp + Tcp + Wait, const F: usize> Driver<'a, N, F> {
         on_event: &mut impl FnMut(TunnelEvent) -> Flow,
     ) -> Result<Poll, TunnelError> {
         let mut now = net.now();
-        self.started = true;
         // ---- the peer's datagrams ----
         let mut more = false;
         let mut errors = 0;

@@ -170,11 +170,6 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Every live stream's id, for a caller that must let go of them all.
-    pub fn stream_ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.streams.iter().filter(|s| s.is_live()).map(|s| s.id)
-    }
-
     // ---- getters ----
 
     /// Counters and estimates.
